@@ -11,3 +11,12 @@
 //! - [`cli`], [`exit`]: the command line and its exit codes.
 
 pub mod config;
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod daemon;
+pub mod exit;
+pub mod livekit;
+pub mod logging;
+pub mod stats;
+pub mod systemd;

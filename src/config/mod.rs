@@ -4,6 +4,7 @@
 //! problems; [`load_secrets`] reads the secrets; [`check_binary`] finds livekit-server. The
 //! `check` command runs all three and prints every problem with its source, key and fix.
 
+pub mod keygen;
 pub mod load;
 pub mod ports;
 pub mod schema;
