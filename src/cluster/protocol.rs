@@ -24,6 +24,21 @@ pub const MAX_ROOM_NAME_LEN: usize = 256;
 /// Most room names one heartbeat may carry.
 pub const MAX_ROOMS_PER_NODE: usize = 2048;
 
+/// mDNS service type every node advertises.
+pub const MDNS_SERVICE_TYPE: &str = "_airclass._tcp.local.";
+/// TXT keys of the mDNS advertisement.
+pub const TXT_CLUSTER: &str = "cluster";
+pub const TXT_ROLE: &str = "role";
+pub const TXT_NODE: &str = "node";
+pub const TXT_API_PORT: &str = "api_port";
+pub const TXT_PROTO: &str = "proto";
+
+/// The per-instance mDNS host name, `airclass-<node>.local.` (never the machine's own host name,
+/// so avahi on the same host sees no conflict).
+pub fn mdns_host_name(node: &str) -> String {
+    format!("airclass-{node}.local.")
+}
+
 /// How a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -215,3 +215,13 @@ proptest! {
         prop_assert_eq!(exact, s);
     }
 }
+
+#[test]
+fn mdns_names() {
+    assert_eq!(mdns_host_name("node-1"), "airclass-node-1.local.");
+    assert_eq!(MDNS_SERVICE_TYPE, "_airclass._tcp.local.");
+    // The longest valid node name still fits one DNS label (63 bytes).
+    let longest = "x".repeat(MAX_NODE_NAME_LEN);
+    let label = mdns_host_name(&longest);
+    assert_eq!(label.trim_end_matches(".local.").len(), 63);
+}
