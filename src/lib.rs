@@ -10,10 +10,11 @@
 //! - [`daemon`]: wiring, cancellation tree, ordered shutdown.
 //! - [`cli`], [`exit`]: the command line and its exit codes.
 
-pub mod config;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod livekit;
