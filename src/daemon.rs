@@ -126,6 +126,7 @@ pub async fn run(
     tracing::info!(path = %rendered.config_path.display(), mode = node.mode.as_str(), "LiveKit config written");
 
     // 2. cluster init: clustered nodes need the Redis they share with LiveKit
+    // HOOK(cluster): after the PING, check/write the cluster-id marker in Redis (refuse another cluster's Redis).
     let redis = match &node.redis {
         Some(target) => {
             let probe = RedisProbe::new(target, secrets.redis_password.as_ref()).map_err(|e| {
@@ -205,6 +206,8 @@ pub async fn run(
         stats: stats_rx.clone(),
         started,
     };
+    // HOOK(cluster): start the cluster role here (main: membership + routes; sub: discovery,
+    // register/heartbeat loops) and merge its routes instead of Router::new().
     let app = api::router(state, Router::new());
     let api_cancel = root.child_token();
     let api_task = match serve_api(&node, app, api_cancel.clone(), &tracker).await {
@@ -219,6 +222,7 @@ pub async fn run(
     };
 
     // 5. READY
+    // HOOK(cluster): the cluster's own status text (e.g. `main: 3 nodes live`, `Main Node not found`).
     let cluster_status = String::new();
     let line = status_line(&node, &lk_rx.borrow(), &cluster_status);
     notifier.ready(&line);
@@ -298,6 +302,7 @@ pub async fn run(
 
     // 7. ordered shutdown
     notifier.stopping("stopping: draining LiveKit");
+    // HOOK(cluster): a sub sends POST /api/cluster/leave here (bounded, ~2 s) before LiveKit drains.
     let t0 = Instant::now();
     lk_cancel.cancel();
     // the supervisor's own drain deadline bounds this wait
