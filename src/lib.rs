@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod firewall;
 pub mod livekit;
 pub mod logging;
 pub mod stats;
