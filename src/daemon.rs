@@ -112,6 +112,7 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    crate::tls::install_crypto_provider();
     let started = Instant::now();
     let notifier = Notifier::new();
     let tracker = TaskTracker::new();
