@@ -2,6 +2,9 @@
 //! livekit-server 1.13.5 as CONTRACT.md §15 says, or the daemon's tests prove nothing.
 //! Redis cases need `redis-server` on PATH and are skipped with a notice otherwise.
 
+// Test code: a failed expectation should panic with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -115,7 +118,9 @@ impl Standin {
                 if n == 0 {
                     break;
                 }
-                out.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+                out.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Standin {
@@ -179,7 +184,13 @@ impl Standin {
 
     fn wait_ready(&self) -> String {
         self.wait_line("starting LiveKit server", Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("no ready line; stderr: {:?}; stdout: {}", self.lines(), self.stdout()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no ready line; stderr: {:?}; stdout: {}",
+                    self.lines(),
+                    self.stdout()
+                )
+            })
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -291,27 +302,40 @@ fn key_and_env_errors_exit_zero_with_message() {
     // LIVEKIT_CONFIG replaces the --config file when non-empty.
     let (st, out, _) = run_to_exit(&good, &[("LIVEKIT_CONFIG", "bogus_key: 1\n")], &[]);
     assert_eq!(st.code(), Some(0));
-    assert!(out.contains("field bogus_key not found in type config.Config"), "stdout: {out}");
+    assert!(
+        out.contains("field bogus_key not found in type config.Config"),
+        "stdout: {out}"
+    );
 
     // Key file with an "other" bit.
     let dir = tempfile::tempdir().expect("tempdir");
     let kf = dir.path().join("keys");
     std::fs::write(&kf, format!("{KEY}: {SECRET}\n")).expect("write");
-    std::fs::set_permissions(&kf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&kf, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     let kf_s = kf.to_string_lossy().into_owned();
     let (st, out, _) = run_to_exit(&good, &[], &["--key-file", &kf_s]);
     assert_eq!(st.code(), Some(0));
-    assert_eq!(out.trim_end(), "key file others permissions must be set to 0");
+    assert_eq!(
+        out.trim_end(),
+        "key file others permissions must be set to 0"
+    );
 
     // Unknown flag.
     let (st, out, _) = run_to_exit(&good, &[], &["--no-such-flag"]);
     assert_eq!(st.code(), Some(0));
-    assert!(out.contains("flag provided but not defined: -no-such-flag"), "stdout: {out}");
+    assert!(
+        out.contains("flag provided but not defined: -no-such-flag"),
+        "stdout: {out}"
+    );
 
     // Unreachable Redis (port 1 on loopback refuses).
     let (st, out, err) = run_to_exit(&good, &[("REDIS_HOST", "127.0.0.1:1")], &[]);
     assert_eq!(st.code(), Some(0));
-    assert!(out.starts_with("unable to connect to redis: "), "stdout: {out}");
+    assert!(
+        out.starts_with("unable to connect to redis: "),
+        "stdout: {out}"
+    );
     assert!(err.contains("connecting to redis"), "stderr: {err}");
 
     // Simulated exit 0 before ready.
@@ -323,7 +347,10 @@ fn key_and_env_errors_exit_zero_with_message() {
     // --version
     let (st, out, _) = run_to_exit(&good, &[], &["--version"]);
     assert_eq!(st.code(), Some(0));
-    assert!(out.starts_with("livekit-server version 1.13.5"), "stdout: {out}");
+    assert!(
+        out.starts_with("livekit-server version 1.13.5"),
+        "stdout: {out}"
+    );
 }
 
 #[test]
@@ -354,13 +381,19 @@ fn port_in_use_exits_zero_with_message() {
     let tcp = free_port();
     let (st, out, err) = run_to_exit(&base_config(port, tcp), &[], &[]);
     assert_eq!(st.code(), Some(0));
-    assert_eq!(out.trim_end(), format!("listen tcp :{port}: bind: address already in use"));
+    assert_eq!(
+        out.trim_end(),
+        format!("listen tcp :{port}: bind: address already in use")
+    );
     assert!(!err.contains("starting LiveKit server"));
 
     // The ICE/TCP port is bound before HTTP and fails the same way.
     let (st, out, _) = run_to_exit(&base_config(free_port(), port), &[], &[]);
     assert_eq!(st.code(), Some(0));
-    assert_eq!(out.trim_end(), format!("listen tcp :{port}: bind: address already in use"));
+    assert_eq!(
+        out.trim_end(),
+        format!("listen tcp :{port}: bind: address already in use")
+    );
     drop(taken);
 }
 
@@ -379,11 +412,17 @@ async fn ready_line_and_health() {
     let (ts, level, logger, caller, msg, fields) = parse_console(&ready);
     assert_eq!(ts.len(), "2026-08-16T02:11:13.517Z".len(), "ts {ts}");
     assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T');
-    assert_eq!((level.as_str(), logger.as_str(), msg.as_str()), ("INFO", "livekit", "starting LiveKit server"));
+    assert_eq!(
+        (level.as_str(), logger.as_str(), msg.as_str()),
+        ("INFO", "livekit", "starting LiveKit server")
+    );
     assert!(caller.contains(".go:"), "caller {caller}");
     assert_eq!(fields["portHttp"], s.port);
     assert_eq!(fields["rtc.portTCP"], s.tcp_port);
-    assert_eq!(fields["rtc.portICERange"], serde_json::json!([50000, 50019]));
+    assert_eq!(
+        fields["rtc.portICERange"],
+        serde_json::json!([50000, 50019])
+    );
     assert_eq!(fields["nodeIP"], "127.0.0.1");
     let id1 = fields["nodeID"].as_str().expect("nodeID").to_string();
     assert!(is_node_id(&id1), "{id1}");
@@ -392,7 +431,11 @@ async fn ready_line_and_health() {
     TcpStream::connect(("127.0.0.1", s.tcp_port)).expect("ICE/TCP port bound");
 
     let c = http();
-    for method in [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::DELETE] {
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+    ] {
         let r = c.request(method, s.url("/")).send().await.expect("health");
         assert_eq!(r.status(), 200);
         assert_eq!(
@@ -409,13 +452,25 @@ async fn ready_line_and_health() {
     // The join-token validation route.
     let join = AccessToken::with_api_key(KEY, SECRET)
         .with_identity("alice")
-        .with_grants(VideoGrants { room_join: true, room: "r1".into(), ..Default::default() })
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: "r1".into(),
+            ..Default::default()
+        })
         .to_jwt()
         .expect("jwt");
-    let r = c.get(s.url(&format!("/rtc/validate?access_token={join}"))).send().await.expect("validate");
+    let r = c
+        .get(s.url(&format!("/rtc/validate?access_token={join}")))
+        .send()
+        .await
+        .expect("validate");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "success");
-    let r = c.get(s.url("/rtc/v1/validate?access_token=garbage")).send().await.expect("validate");
+    let r = c
+        .get(s.url("/rtc/v1/validate?access_token=garbage"))
+        .send()
+        .await
+        .expect("validate");
     assert_eq!(r.status(), 401);
 
     // A second start gets a new node ID.
@@ -430,7 +485,8 @@ async fn ready_line_and_health() {
 fn env_overrides_beat_the_file() {
     let (file_port, file_tcp) = (free_port(), free_port());
     let (env_port, env_tcp, udp) = (free_port(), free_port(), free_port());
-    let cfg = format!("port: {file_port}\nrtc:\n  tcp_port: {file_tcp}\nkeys:\n  {KEY}: {SECRET}\n");
+    let cfg =
+        format!("port: {file_port}\nrtc:\n  tcp_port: {file_tcp}\nkeys:\n  {KEY}: {SECRET}\n");
     let s = Standin::spawn(
         Opts {
             config: cfg,
@@ -452,7 +508,10 @@ fn env_overrides_beat_the_file() {
     assert_eq!(fields["rtc.portUDP"], udp);
     assert!(fields.get("rtc.portICERange").is_none());
     // The UDP mux port is really bound.
-    assert!(std::net::UdpSocket::bind(("127.0.0.1", udp)).is_err(), "UDP mux port should be taken");
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", udp)).is_err(),
+        "UDP mux port should be taken"
+    );
     TcpStream::connect(("127.0.0.1", env_port)).expect("HTTP on the env port");
     assert!(TcpStream::connect(("127.0.0.1", file_port)).is_err());
 }
@@ -466,8 +525,14 @@ async fn twirp_json_and_protobuf() {
     let s = Standin::start(vec![]);
     s.wait_ready();
     let c = http();
-    let create = token(VideoGrants { room_create: true, ..Default::default() });
-    let list = token(VideoGrants { room_list: true, ..Default::default() });
+    let create = token(VideoGrants {
+        room_create: true,
+        ..Default::default()
+    });
+    let list = token(VideoGrants {
+        room_list: true,
+        ..Default::default()
+    });
 
     // JSON in (camelCase accepted), snake_case out with defaults and int64 as strings.
     let r = c
@@ -488,7 +553,9 @@ async fn twirp_json_and_protobuf() {
     assert_eq!(room["num_participants"], 0);
     assert_eq!(room["metadata"], "");
     assert!(room["sid"].as_str().expect("sid").starts_with("RM_"));
-    let ct = room["creation_time"].as_str().expect("creation_time is a string");
+    let ct = room["creation_time"]
+        .as_str()
+        .expect("creation_time is a string");
     assert!(ct.parse::<i64>().expect("number") > 1_600_000_000);
     assert!(room.get("maxParticipants").is_none());
 
@@ -504,7 +571,8 @@ async fn twirp_json_and_protobuf() {
         .expect("list");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/protobuf");
-    let resp = livekit_protocol::ListRoomsResponse::decode(r.bytes().await.expect("bytes")).expect("decode");
+    let resp = livekit_protocol::ListRoomsResponse::decode(r.bytes().await.expect("bytes"))
+        .expect("decode");
     assert_eq!(resp.rooms.len(), 1);
     assert_eq!(resp.rooms[0].name, "class-1");
     assert_eq!(resp.rooms[0].sid, room["sid"].as_str().expect("sid"));
@@ -512,7 +580,13 @@ async fn twirp_json_and_protobuf() {
     // The SDK client (protobuf, fresh token per call).
     let client = RoomClient::with_api_key(&s.url(""), KEY, SECRET);
     let created = client
-        .create_room("class-2", CreateRoomOptions { empty_timeout: 60, ..Default::default() })
+        .create_room(
+            "class-2",
+            CreateRoomOptions {
+                empty_timeout: 60,
+                ..Default::default()
+            },
+        )
         .await
         .expect("sdk create_room");
     assert_eq!(created.name, "class-2");
@@ -521,7 +595,10 @@ async fn twirp_json_and_protobuf() {
     let mut names: Vec<String> = rooms.iter().map(|r| r.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["class-1", "class-2"]);
-    let only = client.list_rooms(vec!["class-2".into()]).await.expect("filtered");
+    let only = client
+        .list_rooms(vec!["class-2".into()])
+        .await
+        .expect("filtered");
     assert_eq!(only.len(), 1);
 
     // Fake participants through the stand-in hook, seen by ListParticipants.
@@ -531,13 +608,22 @@ async fn twirp_json_and_protobuf() {
         .await
         .expect("hook");
     assert_eq!(r.status(), 200);
-    let parts = client.list_participants("class-1").await.expect("participants");
+    let parts = client
+        .list_participants("class-1")
+        .await
+        .expect("participants");
     assert_eq!(parts.len(), 3);
-    let listed = client.list_rooms(vec!["class-1".into()]).await.expect("list");
+    let listed = client
+        .list_rooms(vec!["class-1".into()])
+        .await
+        .expect("list");
     assert_eq!(listed[0].num_participants, 3);
 
     client.delete_room("class-2").await.expect("delete");
-    assert!(client.delete_room("class-2").await.is_err(), "second delete is not_found");
+    assert!(
+        client.delete_room("class-2").await.is_err(),
+        "second delete is not_found"
+    );
     let r = c
         .post(s.url("/twirp/livekit.RoomService/DeleteRoom"))
         .bearer_auth(&create)
@@ -559,7 +645,10 @@ async fn twirp_auth_json_vs_plain_401() {
     let c = http();
     let url = s.url("/twirp/livekit.RoomService/ListRooms");
     let post = |auth: Option<String>| {
-        let mut rb = c.post(&url).header("Content-Type", "application/json").body("{}");
+        let mut rb = c
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body("{}");
         if let Some(a) = auth {
             rb = rb.header("Authorization", a);
         }
@@ -569,28 +658,49 @@ async fn twirp_auth_json_vs_plain_401() {
     // No header: Twirp JSON 401.
     let r = post(None).await.expect("send");
     assert_eq!(r.status(), 401);
-    assert_eq!(r.text().await.expect("body"), r#"{"code":"unauthenticated","msg":"permissions denied"}"#);
+    assert_eq!(
+        r.text().await.expect("body"),
+        r#"{"code":"unauthenticated","msg":"permissions denied"}"#
+    );
 
     // Valid token, wrong grant: the same JSON.
-    let wrong = token(VideoGrants { room_create: true, ..Default::default() });
+    let wrong = token(VideoGrants {
+        room_create: true,
+        ..Default::default()
+    });
     let r = post(Some(format!("Bearer {wrong}"))).await.expect("send");
     assert_eq!(r.status(), 401);
-    assert_eq!(r.text().await.expect("body"), r#"{"code":"unauthenticated","msg":"permissions denied"}"#);
+    assert_eq!(
+        r.text().await.expect("body"),
+        r#"{"code":"unauthenticated","msg":"permissions denied"}"#
+    );
 
     // Middleware failures: plain text.
     let other_secret = AccessToken::with_api_key(KEY, "ffffffffffffffffffffffffffffffffffff")
-        .with_grants(VideoGrants { room_list: true, ..Default::default() })
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
         .to_jwt()
         .expect("jwt");
     let unknown_key = AccessToken::with_api_key("APIother", SECRET)
-        .with_grants(VideoGrants { room_list: true, ..Default::default() })
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
         .to_jwt()
         .expect("jwt");
     let cases = [
         (format!("Basic {wrong}"), "invalid authorization header"),
-        ("Bearer not.a.jwt".to_string(), "invalid authorization token"),
+        (
+            "Bearer not.a.jwt".to_string(),
+            "invalid authorization token",
+        ),
         (format!("Bearer {unknown_key}"), "invalid API key"),
-        (format!("Bearer {other_secret}"), "invalid authorization token"),
+        (
+            format!("Bearer {other_secret}"),
+            "invalid authorization token",
+        ),
     ];
     for (header, expect) in cases {
         let r = post(Some(header.clone())).await.expect("send");
@@ -598,21 +708,35 @@ async fn twirp_auth_json_vs_plain_401() {
         assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
         let body = r.text().await.expect("body");
         assert!(body.starts_with(expect), "{header}: {body}");
-        assert!(serde_json::from_str::<Value>(&body).is_err(), "must not be JSON: {body}");
+        assert!(
+            serde_json::from_str::<Value>(&body).is_err(),
+            "must not be JSON: {body}"
+        );
     }
     // Expired beyond the 60 s leeway: exp far in the past.
-    let claims = serde_json::json!({"iss": KEY, "exp": 1_000_000, "nbf": 0, "video": {"roomList": true}});
+    let claims =
+        serde_json::json!({"iss": KEY, "exp": 1_000_000, "nbf": 0, "video": {"roomList": true}});
     let old = hs256_jwt(&claims, SECRET);
     let r = post(Some(format!("Bearer {old}"))).await.expect("send");
     assert_eq!(r.status(), 401);
-    assert!(r.text().await.expect("body").starts_with("invalid authorization token"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .starts_with("invalid authorization token"));
 
     // Twirp routing errors.
     let r = c.get(&url).send().await.expect("get");
     assert_eq!(r.status(), 404);
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["code"], "bad_route");
-    let r = c.post(&url).header("Content-Type", "text/plain").body("{}").send().await.expect("post");
+    let r = c
+        .post(&url)
+        .header("Content-Type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 404);
 
     // The SDK with a wrong secret fails (the plain 401 is not Twirp JSON).
@@ -633,18 +757,27 @@ async fn sigterm_drains_until_second_sigterm() {
         .wait_line("exit requested, shutting down", Duration::from_secs(3))
         .expect("exit requested line");
     let (.., fields) = parse_console(&line);
-    assert_eq!(fields, serde_json::json!({"signal": "terminated", "force": false}));
+    assert_eq!(
+        fields,
+        serde_json::json!({"signal": "terminated", "force": false})
+    );
     s.wait_line("waiting for participants to exit", Duration::from_secs(3))
         .expect("waiting line");
     // Still running and healthy while draining.
-    assert!(s.wait_exit(Duration::from_millis(700)).is_none(), "must keep draining");
+    assert!(
+        s.wait_exit(Duration::from_millis(700)).is_none(),
+        "must keep draining"
+    );
     let r = http().get(s.url("/")).send().await.expect("health");
     assert_eq!(r.status(), 200);
     // 2nd signal forces; exit 0.
     s.signal(Signal::SIGINT);
-    let st = s.wait_exit(Duration::from_secs(7)).expect("exits after 2nd signal");
+    let st = s
+        .wait_exit(Duration::from_secs(7))
+        .expect("exits after 2nd signal");
     assert_eq!(st.code(), Some(0));
-    assert!(s.lines().iter().any(|l| l.contains("exit requested") && l.contains(r#""force": true"#)
+    assert!(s.lines().iter().any(|l| l.contains("exit requested")
+        && l.contains(r#""force": true"#)
         && l.contains(r#""signal": "interrupt""#)));
 }
 
@@ -661,7 +794,9 @@ async fn drain_ends_when_participants_leave_and_idle_exit_is_fast() {
         .await
         .expect("hook");
     assert_eq!(r.status(), 200);
-    let st = s.wait_exit(Duration::from_secs(5)).expect("exits once empty");
+    let st = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once empty");
     assert_eq!(st.code(), Some(0));
 
     let mut idle = Standin::start(vec![]);
@@ -670,8 +805,15 @@ async fn drain_ends_when_participants_leave_and_idle_exit_is_fast() {
     idle.signal(Signal::SIGQUIT);
     let st = idle.wait_exit(Duration::from_secs(5)).expect("idle exit");
     assert_eq!(st.code(), Some(0));
-    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
-    assert!(idle.lines().iter().any(|l| l.contains(r#""signal": "quit""#)));
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(idle
+        .lines()
+        .iter()
+        .any(|l| l.contains(r#""signal": "quit""#)));
 }
 
 #[test]
@@ -702,10 +844,15 @@ async fn crash_hang_and_stale_switches() {
 
     // Hang: no ready line, HTTP never bound, SIGTERM still ends it.
     let mut h = Standin::start(vec![("STANDIN_HANG", "1".into())]);
-    assert!(h.wait_line("starting LiveKit server", Duration::from_millis(700)).is_none());
+    assert!(h
+        .wait_line("starting LiveKit server", Duration::from_millis(700))
+        .is_none());
     assert!(TcpStream::connect(("127.0.0.1", h.port)).is_err());
     h.signal(Signal::SIGTERM);
-    assert_eq!(h.wait_exit(Duration::from_secs(5)).expect("exit").code(), Some(0));
+    assert_eq!(
+        h.wait_exit(Duration::from_secs(5)).expect("exit").code(),
+        Some(0)
+    );
 
     // Stale health: 406 with the Go time format.
     let st = Standin::start(vec![("STANDIN_STALE_HEALTH", "1".into())]);
@@ -717,8 +864,14 @@ async fn crash_hang_and_stale_switches() {
     assert!(body.ends_with(" +0000 UTC"), "{body}");
     // Toggled back at runtime through the stand-in hook.
     let c = http();
-    c.post(st.url("/standin/health?stale=0")).send().await.expect("hook");
-    assert_eq!(c.get(st.url("/")).send().await.expect("health").status(), 200);
+    c.post(st.url("/standin/health?stale=0"))
+        .send()
+        .await
+        .expect("hook");
+    assert_eq!(
+        c.get(st.url("/")).send().await.expect("health").status(),
+        200
+    );
 
     // Slow start: nothing bound during the delay.
     let slow = Standin::start(vec![("STANDIN_START_DELAY_MS", "600".into())]);
@@ -755,20 +908,35 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 fn start_redis() -> Option<RedisServer> {
     let Some(bin) = which("redis-server") else {
-        eprintln!("NOTICE: redis-server not installed; skipping the Redis cases of the stand-in tests");
+        eprintln!(
+            "NOTICE: redis-server not installed; skipping the Redis cases of the stand-in tests"
+        );
         return None;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn redis-server");
-    let server = RedisServer { child, port, _dir: dir };
+    let server = RedisServer {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -787,17 +955,28 @@ fn redis_conn(port: u16) -> redis::Connection {
 }
 
 fn node_from_redis(con: &mut redis::Connection, id: &str) -> Option<livekit_protocol::Node> {
-    let bytes: Option<Vec<u8>> = redis::cmd("HGET").arg("nodes").arg(id).query(con).expect("HGET");
+    let bytes: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg("nodes")
+        .arg(id)
+        .query(con)
+        .expect("HGET");
     bytes.map(|b| livekit_protocol::Node::decode(b.as_slice()).expect("decode Node"))
 }
 
 #[tokio::test]
 async fn redis_nodes_rooms_and_drain() {
-    let Some(redis_server) = start_redis() else { return };
-    let mut s = Standin::start(vec![("REDIS_HOST", format!("127.0.0.1:{}", redis_server.port))]);
+    let Some(redis_server) = start_redis() else {
+        return;
+    };
+    let mut s = Standin::start(vec![(
+        "REDIS_HOST",
+        format!("127.0.0.1:{}", redis_server.port),
+    )]);
     let (.., fields) = parse_console(&s.wait_ready());
     let id = fields["nodeID"].as_str().expect("id").to_string();
-    let connecting = s.wait_line("connecting to redis", Duration::from_secs(1)).expect("line");
+    let connecting = s
+        .wait_line("connecting to redis", Duration::from_secs(1))
+        .expect("line");
     assert!(connecting.contains(&format!("127.0.0.1:{}", redis_server.port)));
     assert_eq!(s.count("using single-node routing"), 0);
 
@@ -811,19 +990,43 @@ async fn redis_nodes_rooms_and_drain() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs() as i64;
-    assert!((now - stats.updated_at).abs() <= 3, "updated_at {}", stats.updated_at);
+    assert!(
+        (now - stats.updated_at).abs() <= 3,
+        "updated_at {}",
+        stats.updated_at
+    );
     assert!(stats.num_cpus >= 1);
 
     // Rooms are mirrored with their node.
     let client = RoomClient::with_api_key(&s.url(""), KEY, SECRET);
     install_crypto();
-    client.create_room("class-r", CreateRoomOptions::default()).await.expect("create");
-    let owner: String = redis::cmd("HGET").arg("room_node_map").arg("class-r").query(&mut con).expect("HGET");
+    client
+        .create_room("class-r", CreateRoomOptions::default())
+        .await
+        .expect("create");
+    let owner: String = redis::cmd("HGET")
+        .arg("room_node_map")
+        .arg("class-r")
+        .query(&mut con)
+        .expect("HGET");
     assert_eq!(owner, id);
-    let raw: Vec<u8> = redis::cmd("HGET").arg("rooms").arg("class-r").query(&mut con).expect("HGET");
-    assert_eq!(livekit_protocol::Room::decode(raw.as_slice()).expect("Room").name, "class-r");
+    let raw: Vec<u8> = redis::cmd("HGET")
+        .arg("rooms")
+        .arg("class-r")
+        .query(&mut con)
+        .expect("HGET");
+    assert_eq!(
+        livekit_protocol::Room::decode(raw.as_slice())
+            .expect("Room")
+            .name,
+        "class-r"
+    );
     client.delete_room("class-r").await.expect("delete");
-    let gone: Option<String> = redis::cmd("HGET").arg("room_node_map").arg("class-r").query(&mut con).expect("HGET");
+    let gone: Option<String> = redis::cmd("HGET")
+        .arg("room_node_map")
+        .arg("class-r")
+        .query(&mut con)
+        .expect("HGET");
     assert!(gone.is_none());
 
     // Drain: SHUTTING_DOWN while participants stay, HDEL on exit.
@@ -833,27 +1036,45 @@ async fn redis_nodes_rooms_and_drain() {
         .await
         .expect("hook");
     s.signal(Signal::SIGTERM);
-    s.wait_line("waiting for participants to exit", Duration::from_secs(3)).expect("waiting");
+    s.wait_line("waiting for participants to exit", Duration::from_secs(3))
+        .expect("waiting");
     let node = node_from_redis(&mut con, &id).expect("still registered");
     assert_eq!(node.state, livekit_protocol::NodeState::ShuttingDown as i32);
     s.signal(Signal::SIGTERM);
-    assert_eq!(s.wait_exit(Duration::from_secs(7)).expect("exit").code(), Some(0));
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(7)).expect("exit").code(),
+        Some(0)
+    );
     assert!(node_from_redis(&mut con, &id).is_none(), "HDEL on exit");
 }
 
 #[tokio::test]
 async fn redis_outage_turns_health_406() {
-    let Some(mut redis_server) = start_redis() else { return };
-    let s = Standin::start(vec![("REDIS_HOST", format!("127.0.0.1:{}", redis_server.port))]);
+    let Some(mut redis_server) = start_redis() else {
+        return;
+    };
+    let s = Standin::start(vec![(
+        "REDIS_HOST",
+        format!("127.0.0.1:{}", redis_server.port),
+    )]);
     s.wait_ready();
     let c = http();
-    assert_eq!(c.get(s.url("/")).send().await.expect("health").status(), 200);
+    assert_eq!(
+        c.get(s.url("/")).send().await.expect("health").status(),
+        200
+    );
     let _ = redis_server.child.kill();
     let _ = redis_server.child.wait();
     let deadline = Instant::now() + Duration::from_secs(9);
     let mut status = 200;
     while Instant::now() < deadline {
-        status = c.get(s.url("/")).send().await.expect("health").status().as_u16();
+        status = c
+            .get(s.url("/"))
+            .send()
+            .await
+            .expect("health")
+            .status()
+            .as_u16();
         if status == 406 {
             break;
         }
