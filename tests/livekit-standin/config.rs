@@ -344,10 +344,13 @@ fn parse_u32(what: &str, value: &str) -> Result<u32, ConfigError> {
     if value.is_empty() {
         return Ok(0);
     }
-    value.trim().parse::<u32>().map_err(|_| ConfigError::BadValue {
-        what: what.to_string(),
-        value: value.to_string(),
-    })
+    value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| ConfigError::BadValue {
+            what: what.to_string(),
+            value: value.to_string(),
+        })
 }
 
 fn parse_bool(what: &str, value: &str) -> Result<bool, ConfigError> {
@@ -410,7 +413,11 @@ fn convert_yaml_error(err: &serde_yaml::Error) -> ConfigError {
     }
     ConfigError::Parse {
         line,
-        msg: if path.is_empty() { rest } else { format!("{path}: {rest}") },
+        msg: if path.is_empty() {
+            rest
+        } else {
+            format!("{path}: {rest}")
+        },
     }
 }
 
@@ -428,13 +435,28 @@ pub fn parse_text(text: &str, strict: bool) -> Result<FileConfig, ConfigError> {
             }
             // Lenient mode (--disable-strict-config): unknown top-level keys are dropped; the
             // stand-in does not prune nested unknown keys.
-            let mut value: Yaml = serde_yaml::from_str(text)
-                .map_err(|e2| ConfigError::ParseOther(e2.to_string()))?;
+            let mut value: Yaml =
+                serde_yaml::from_str(text).map_err(|e2| ConfigError::ParseOther(e2.to_string()))?;
             if let Yaml::Mapping(map) = &mut value {
                 let known = [
-                    "port", "bind_addresses", "rtc", "redis", "keys", "key_file", "node_selector",
-                    "region", "logging", "log_level", "prometheus", "prometheus_port", "room",
-                    "limit", "turn", "webhook", "debug_handler", "development",
+                    "port",
+                    "bind_addresses",
+                    "rtc",
+                    "redis",
+                    "keys",
+                    "key_file",
+                    "node_selector",
+                    "region",
+                    "logging",
+                    "log_level",
+                    "prometheus",
+                    "prometheus_port",
+                    "room",
+                    "limit",
+                    "turn",
+                    "webhook",
+                    "debug_handler",
+                    "development",
                 ];
                 map.retain(|k, _| k.as_str().is_some_and(|k| known.contains(&k)));
             }
@@ -575,7 +597,11 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
         Some(UdpPortSpec::Text(t)) => Some(parse_udp_spec(t)?),
     };
     if let Some(v) = pick(&cli.udp_port, env, "UDP_PORT") {
-        udp_spec = if v.is_empty() { None } else { Some(parse_udp_spec(&v)?) };
+        udp_spec = if v.is_empty() {
+            None
+        } else {
+            Some(parse_udp_spec(&v)?)
+        };
     }
     let mut use_external_ip = file.rtc.use_external_ip;
     if let Some(v) = env.get("LIVEKIT_RTC_USE_EXTERNAL_IP") {
@@ -611,7 +637,8 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
     if file.prometheus_port != 0 && prometheus_port == 0 {
         warnings.push((
             crate::log::Level::Warn,
-            "prometheus_port is deprecated, please switch prometheus_port to prometheus.port".to_string(),
+            "prometheus_port is deprecated, please switch prometheus_port to prometheus.port"
+                .to_string(),
         ));
         prometheus_port = file.prometheus_port;
     }
@@ -657,7 +684,14 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
 
     // RTC validation: port defaults. A range wins over udp_port when both are set.
     let udp = if range_start != 0 {
-        Udp::IceRange(range_start, if range_end == 0 { range_start } else { range_end })
+        Udp::IceRange(
+            range_start,
+            if range_end == 0 {
+                range_start
+            } else {
+                range_end
+            },
+        )
     } else if let Some((a, b)) = udp_spec {
         Udp::Mux(a, b)
     } else if development {
@@ -680,7 +714,10 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
     }
     if node_ip.is_empty() {
         node_ip = detect_node_ip();
-    } else if node_ip.split(',').any(|ip| ip.trim().parse::<std::net::IpAddr>().is_err()) {
+    } else if node_ip
+        .split(',')
+        .any(|ip| ip.trim().parse::<std::net::IpAddr>().is_err())
+    {
         return Err(ConfigError::Rtc(format!("invalid node_ip {node_ip:?}")));
     }
     if let Some(first) = node_ip.split(',').next() {
@@ -698,7 +735,14 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
         _ => return Err(ConfigError::NodeSelector),
     }
     let sort_ok = [
-        "", "random", "sysload", "cpuload", "rooms", "clients", "tracks", "bytespersec",
+        "",
+        "random",
+        "sysload",
+        "cpuload",
+        "rooms",
+        "clients",
+        "tracks",
+        "bytespersec",
     ];
     if !sort_ok.contains(&selector.sort_by.as_str()) {
         return Err(ConfigError::NodeSelector);
@@ -712,7 +756,10 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
         file.prometheus.password.is_empty(),
     ) {
         (true, true) => None,
-        (false, false) => Some((file.prometheus.username.clone(), file.prometheus.password.clone())),
+        (false, false) => Some((
+            file.prometheus.username.clone(),
+            file.prometheus.password.clone(),
+        )),
         _ => return Err(ConfigError::PrometheusAuth),
     };
 
@@ -746,7 +793,11 @@ pub fn load(cli: &CliValues, env: &dyn Env) -> Result<Effective, ConfigError> {
     }
 
     let log_level = if log_level.is_empty() {
-        if development { "debug".into() } else { "info".into() }
+        if development {
+            "debug".into()
+        } else {
+            "info".into()
+        }
     } else {
         log_level
     };

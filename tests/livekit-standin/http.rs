@@ -78,17 +78,21 @@ enum Auth {
 }
 
 /// The API-key middleware: a token that is present but bad is a plain-text 401.
-fn authenticate(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Auth, Response> {
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Auth, Box<Response>> {
     let token = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let value = value.to_str().unwrap_or("");
             match value.strip_prefix("Bearer ") {
                 Some(t) => t.to_string(),
                 None => {
-                    return Err(http_error(
+                    return Err(Box::new(http_error(
                         StatusCode::UNAUTHORIZED,
                         "invalid authorization header. Must start with Bearer",
-                    ))
+                    )))
                 }
             }
         }
@@ -97,13 +101,16 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, St
             _ => return Ok(Auth::None),
         },
     };
-    let unverified = Claims::from_unverified(&token).map_err(|e| token_error(&e))?;
+    let unverified = Claims::from_unverified(&token).map_err(|e| Box::new(token_error(&e)))?;
     let Some(secret) = shared.cfg.keys.get(&unverified.iss) else {
-        return Err(http_error(StatusCode::UNAUTHORIZED, "invalid API key"));
+        return Err(Box::new(http_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid API key",
+        )));
     };
     let claims = TokenVerifier::with_api_key(&unverified.iss, secret)
         .verify(&token)
-        .map_err(|e| token_error(&e))?;
+        .map_err(|e| Box::new(token_error(&e)))?;
     Ok(Auth::Valid(Box::new(claims)))
 }
 
@@ -112,7 +119,10 @@ fn token_error(e: &AccessTokenError) -> Response {
         AccessTokenError::Encoding(inner) => inner.to_string(),
         other => other.to_string(),
     };
-    http_error(StatusCode::UNAUTHORIZED, &format!("invalid authorization token: {detail}"))
+    http_error(
+        StatusCode::UNAUTHORIZED,
+        &format!("invalid authorization token: {detail}"),
+    )
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -120,7 +130,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let query = query_map(req.uri());
     let auth = match authenticate(&shared, req.headers(), &query) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match path.as_str() {
         "/" => health(&shared),
@@ -169,15 +179,27 @@ fn validate(shared: &Shared, auth: &Auth) -> Response {
 // ---------------------------------------------------------------------------------------------
 
 /// `POST /standin/participants?room=X&count=N`: sets the number of fake participants.
-async fn standin_participants(shared: &Shared, method: &Method, query: &HashMap<String, String>) -> Response {
+async fn standin_participants(
+    shared: &Shared,
+    method: &Method,
+    query: &HashMap<String, String>,
+) -> Response {
     if method != Method::POST {
         return http_error(StatusCode::METHOD_NOT_ALLOWED, "stand-in hook: use POST");
     }
     let Some(room) = query.get("room").filter(|r| !r.is_empty()) else {
         return http_error(StatusCode::BAD_REQUEST, "stand-in hook: room is required");
     };
-    let Ok(count) = query.get("count").map(String::as_str).unwrap_or("1").parse::<usize>() else {
-        return http_error(StatusCode::BAD_REQUEST, "stand-in hook: count must be a number");
+    let Ok(count) = query
+        .get("count")
+        .map(String::as_str)
+        .unwrap_or("1")
+        .parse::<usize>()
+    else {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "stand-in hook: count must be a number",
+        );
     };
     let updated = shared.set_fake_participants(room, count);
     shared.store_room(&updated).await;
@@ -234,7 +256,12 @@ fn bad_route(msg: &str, method: &Method, path: &str) -> Response {
 }
 
 fn denied() -> Response {
-    twirp_error(StatusCode::UNAUTHORIZED, "unauthenticated", "permissions denied", None)
+    twirp_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "permissions denied",
+        None,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -243,28 +270,32 @@ enum Codec {
     Protobuf,
 }
 
-fn decode<T>(codec: Codec, body: &Bytes) -> Result<T, Response>
+fn decode<T>(codec: Codec, body: &Bytes) -> Result<T, Box<Response>>
 where
     T: Message + Default + for<'de> serde::Deserialize<'de>,
 {
     match codec {
         Codec::Protobuf => T::decode(body.as_ref()).map_err(|e| {
-            twirp_error(
+            Box::new(twirp_error(
                 StatusCode::BAD_REQUEST,
                 "malformed",
                 &format!("failed to unmarshal protobuf request: {e}"),
                 None,
-            )
+            ))
         }),
         Codec::Json => {
-            let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+            let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+                b"{}"
+            } else {
+                body
+            };
             serde_json::from_slice::<T>(body).map_err(|e| {
-                twirp_error(
+                Box::new(twirp_error(
                     StatusCode::BAD_REQUEST,
                     "malformed",
                     &format!("the json request could not be decoded: {e}"),
                     None,
-                )
+                ))
             })
         }
     }
@@ -299,7 +330,10 @@ async fn twirp(shared: &Shared, req: Request, auth: Auth) -> Response {
     let path = req.uri().path().to_string();
     if method != Method::POST {
         return bad_route(
-            &format!("unsupported method {:?} (only POST is allowed)", method.as_str()),
+            &format!(
+                "unsupported method {:?} (only POST is allowed)",
+                method.as_str()
+            ),
             &method,
             &path,
         );
@@ -321,7 +355,11 @@ async fn twirp(shared: &Shared, req: Request, auth: Auth) -> Response {
         "application/json" => Codec::Json,
         "application/protobuf" => Codec::Protobuf,
         other => {
-            return bad_route(&format!("unexpected Content-Type: {other:?}"), &method, &path);
+            return bad_route(
+                &format!("unexpected Content-Type: {other:?}"),
+                &method,
+                &path,
+            );
         }
     };
     let body = match to_bytes(req.into_body(), 4 << 20).await {
@@ -342,8 +380,14 @@ async fn twirp(shared: &Shared, req: Request, auth: Auth) -> Response {
         "ListParticipants" => list_participants(shared, codec, &body, &auth),
         "GetParticipant" => get_participant(shared, codec, &body, &auth),
         "RemoveParticipant" => remove_participant(shared, codec, &body, &auth).await,
-        "MutePublishedTrack" | "UpdateParticipant" | "UpdateSubscriptions" | "SendData"
-        | "UpdateRoomMetadata" | "ForwardParticipant" | "MoveParticipant" | "PerformRpc" => twirp_error(
+        "MutePublishedTrack"
+        | "UpdateParticipant"
+        | "UpdateSubscriptions"
+        | "SendData"
+        | "UpdateRoomMetadata"
+        | "ForwardParticipant"
+        | "MoveParticipant"
+        | "PerformRpc" => twirp_error(
             StatusCode::NOT_IMPLEMENTED,
             "unimplemented",
             &format!("livekit-standin does not implement {rpc}"),
@@ -356,7 +400,7 @@ async fn twirp(shared: &Shared, req: Request, auth: Auth) -> Response {
 async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::CreateRoomRequest = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !grants(auth).is_some_and(|g| g.room_create) {
         return denied();
@@ -407,7 +451,7 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
 fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::ListRoomsRequest = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !grants(auth).is_some_and(|g| g.room_list) {
         return denied();
@@ -425,7 +469,7 @@ fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Respo
 async fn delete_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::DeleteRoomRequest = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !grants(auth).is_some_and(|g| g.room_create) {
         return denied();
@@ -450,7 +494,7 @@ fn room_admin(auth: &Auth, room: &str) -> bool {
 fn list_participants(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::ListParticipantsRequest = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !room_admin(auth, &req.room) {
         return denied();
@@ -460,32 +504,44 @@ fn list_participants(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
         .get(&req.room)
         .map(|e| e.participants.clone())
         .unwrap_or_default();
-    let json = json!({"participants": participants.iter().map(pjson::participant).collect::<Vec<_>>()});
-    reply(codec, &proto::ListParticipantsResponse { participants }, json)
+    let json =
+        json!({"participants": participants.iter().map(pjson::participant).collect::<Vec<_>>()});
+    reply(
+        codec,
+        &proto::ListParticipantsResponse { participants },
+        json,
+    )
 }
 
 fn get_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::RoomParticipantIdentity = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !room_admin(auth, &req.room) {
         return denied();
     }
-    let found = shared
-        .rooms_lock()
-        .get(&req.room)
-        .and_then(|e| e.participants.iter().find(|p| p.identity == req.identity).cloned());
+    let found = shared.rooms_lock().get(&req.room).and_then(|e| {
+        e.participants
+            .iter()
+            .find(|p| p.identity == req.identity)
+            .cloned()
+    });
     match found {
         Some(p) => reply(codec, &p, pjson::participant(&p)),
-        None => twirp_error(StatusCode::NOT_FOUND, "not_found", "participant not found", None),
+        None => twirp_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "participant not found",
+            None,
+        ),
     }
 }
 
 async fn remove_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::RoomParticipantIdentity = match decode(codec, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !room_admin(auth, &req.room) {
         return denied();
@@ -511,7 +567,12 @@ async fn remove_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &
             shared.store_room(&room).await;
             reply(codec, &proto::RemoveParticipantResponse {}, json!({}))
         }
-        None => twirp_error(StatusCode::NOT_FOUND, "not_found", "participant not found", None),
+        None => twirp_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "participant not found",
+            None,
+        ),
     }
 }
 
@@ -540,7 +601,10 @@ async fn prometheus(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     }
     let (rooms, participants) = {
         let r = shared.rooms_lock();
-        (r.len(), r.values().map(|e| e.participants.len()).sum::<usize>())
+        (
+            r.len(),
+            r.values().map(|e| e.participants.len()).sum::<usize>(),
+        )
     };
     let body = format!(
         "# livekit-standin metrics (test double)\n\
@@ -550,7 +614,10 @@ async fn prometheus(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     );
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         Body::from(body),
     )
         .into_response()

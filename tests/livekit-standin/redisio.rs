@@ -45,7 +45,10 @@ impl RedisLink {
         }
         let (host, port) = match cfg.address.rsplit_once(':') {
             Some((h, p)) => match p.parse::<u16>() {
-                Ok(p) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p),
+                Ok(p) => (
+                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    p,
+                ),
                 Err(_) => {
                     return Err(RedisLinkError::Dial {
                         addr: cfg.address.clone(),
@@ -104,15 +107,19 @@ impl RedisLink {
                 Ok(Ok(stream)) => drop(stream),
             }
             let client = redis::Client::open(self.info.clone())?;
-            let conn = tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| RedisLinkError::Timeout)??;
+            let conn =
+                tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection())
+                    .await
+                    .map_err(|_| RedisLinkError::Timeout)??;
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or(RedisLinkError::Timeout)
     }
 
-    async fn run<T: redis::FromRedisValue>(&mut self, cmd: redis::Cmd) -> Result<T, RedisLinkError> {
+    async fn run<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: redis::Cmd,
+    ) -> Result<T, RedisLinkError> {
         let timeout = self.timeout;
         let result = async {
             let conn = self.connection().await?;
@@ -132,7 +139,12 @@ impl RedisLink {
         self.run::<String>(redis::cmd("PING")).await.map(|_| ())
     }
 
-    pub async fn hset(&mut self, key: &str, field: &str, value: &[u8]) -> Result<(), RedisLinkError> {
+    pub async fn hset(
+        &mut self,
+        key: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<(), RedisLinkError> {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(key).arg(field).arg(value);
         self.run::<i64>(cmd).await.map(|_| ())
@@ -151,7 +163,8 @@ impl RedisLink {
         let all: Vec<(String, Vec<u8>)> = self.run(cmd).await?;
         let mut removed = 0;
         for (id, bytes) in all {
-            let Ok(node) = <livekit_protocol::Node as prost::Message>::decode(bytes.as_slice()) else {
+            let Ok(node) = <livekit_protocol::Node as prost::Message>::decode(bytes.as_slice())
+            else {
                 continue;
             };
             if let Some(stats) = node.stats {

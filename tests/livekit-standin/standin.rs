@@ -27,7 +27,11 @@ use crate::state::{Shared, VERSION};
 
 /// Flags accepted like livekit-server's (urfave/cli); unknown flags are reported on stdout.
 #[derive(Debug, Parser)]
-#[command(name = "livekit-server", disable_version_flag = true, disable_help_subcommand = true)]
+#[command(
+    name = "livekit-server",
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
     /// path to LiveKit config file
     #[arg(long)]
@@ -294,7 +298,10 @@ async fn run(cfg: config::Effective) -> i32 {
         log::info(
             "redis/redis.go:142",
             "connecting to redis",
-            &[("simple", true.into()), ("addr", cfg.redis.address.clone().into())],
+            &[
+                ("simple", true.into()),
+                ("addr", cfg.redis.address.clone().into()),
+            ],
         );
         let mut link = match redisio::RedisLink::new(&cfg.redis) {
             Ok(l) => l,
@@ -313,7 +320,11 @@ async fn run(cfg: config::Effective) -> i32 {
         }
         Some(link)
     } else {
-        log::info("routing/interfaces.go:181", "using single-node routing", &[]);
+        log::info(
+            "routing/interfaces.go:181",
+            "using single-node routing",
+            &[],
+        );
         None
     };
     let shared = Arc::new(Shared::new(cfg, redis, num_cpus()));
@@ -389,7 +400,11 @@ async fn run(cfg: config::Effective) -> i32 {
             Ok(l) => http_listeners.push(l),
             Err(e) => {
                 unregister(&shared).await;
-                let shown = if a.contains(':') { format!("[{a}]") } else { a.clone() };
+                let shown = if a.contains(':') {
+                    format!("[{a}]")
+                } else {
+                    a.clone()
+                };
                 fail_start(&bind_error("tcp", format!("{shown}:{}", cfg.port), &e));
             }
         }
@@ -407,7 +422,11 @@ async fn run(cfg: config::Effective) -> i32 {
                 Ok(l) => prom_listeners.push(l),
                 Err(e) => {
                     unregister(&shared).await;
-                    fail_start(&bind_error("tcp", format!("{a}:{}", cfg.prometheus_port), &e));
+                    fail_start(&bind_error(
+                        "tcp",
+                        format!("{a}:{}", cfg.prometheus_port),
+                        &e,
+                    ));
                 }
             }
         }

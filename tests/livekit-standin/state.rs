@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use livekit_protocol::{participant_info, Node, NodeState, NodeStats, NodeType, ParticipantInfo, Room};
+use livekit_protocol::{
+    participant_info, Node, NodeState, NodeStats, NodeType, ParticipantInfo, Room,
+};
 use prost::Message;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -73,7 +75,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(cfg: Effective, redis: Option<RedisLink>, num_cpus: u32) -> Self {
         let now = now_secs();
-        let force_stale = std::env::var_os("STANDIN_STALE_HEALTH").is_some_and(|v| !v.is_empty() && v != "0");
+        let force_stale =
+            std::env::var_os("STANDIN_STALE_HEALTH").is_some_and(|v| !v.is_empty() && v != "0");
         Self {
             cfg,
             node_id: random_id("ND_"),
@@ -93,7 +96,10 @@ impl Shared {
     }
 
     pub fn total_participants(&self) -> usize {
-        self.rooms_lock().values().map(|r| r.participants.len()).sum()
+        self.rooms_lock()
+            .values()
+            .map(|r| r.participants.len())
+            .sum()
     }
 
     /// The node record written to Redis `nodes`.
@@ -174,13 +180,18 @@ impl Shared {
         if let Some(redis) = &self.redis {
             let mut link = redis.lock().await;
             let r1 = link.hset("rooms", &room.name, &room.encode_to_vec()).await;
-            let r2 = link.hset("room_node_map", &room.name, self.node_id.as_bytes()).await;
+            let r2 = link
+                .hset("room_node_map", &room.name, self.node_id.as_bytes())
+                .await;
             if let Some(e) = r1.err().or(r2.err()) {
                 log::log(
                     log::Level::Warn,
                     "service/redisstore.go:130",
                     "could not store room",
-                    &[("room", room.name.clone().into()), ("error", e.to_string().into())],
+                    &[
+                        ("room", room.name.clone().into()),
+                        ("error", e.to_string().into()),
+                    ],
                 );
             }
         }
@@ -195,18 +206,33 @@ impl Shared {
     }
 
     /// Builds a new room record with config defaults.
-    pub fn new_room(&self, name: &str, empty_timeout: u32, departure_timeout: u32, max: u32, metadata: &str) -> Room {
+    pub fn new_room(
+        &self,
+        name: &str,
+        empty_timeout: u32,
+        departure_timeout: u32,
+        max: u32,
+        metadata: &str,
+    ) -> Room {
         let now_ms = now_millis();
         Room {
             sid: random_id("RM_"),
             name: name.to_string(),
-            empty_timeout: if empty_timeout == 0 { self.cfg.room_empty_timeout } else { empty_timeout },
+            empty_timeout: if empty_timeout == 0 {
+                self.cfg.room_empty_timeout
+            } else {
+                empty_timeout
+            },
             departure_timeout: if departure_timeout == 0 {
                 self.cfg.room_departure_timeout
             } else {
                 departure_timeout
             },
-            max_participants: if max == 0 { self.cfg.room_max_participants } else { max },
+            max_participants: if max == 0 {
+                self.cfg.room_max_participants
+            } else {
+                max
+            },
             creation_time: now_ms / 1000,
             creation_time_ms: now_ms,
             metadata: metadata.to_string(),
@@ -245,7 +271,9 @@ impl Shared {
 
 fn read_loadavg() -> (f32, f32, f32) {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut it = text.split_whitespace().map(|s| s.parse::<f32>().unwrap_or(0.0));
+    let mut it = text
+        .split_whitespace()
+        .map(|s| s.parse::<f32>().unwrap_or(0.0));
     (
         it.next().unwrap_or(0.0),
         it.next().unwrap_or(0.0),
