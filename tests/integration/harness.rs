@@ -374,6 +374,17 @@ impl Drop for Redis {
 }
 
 /// Print a measured figure in a form the test log keeps.
+/// Also appended to target/test-logs/figures.txt, which the test command prints at the end.
 pub fn figure(name: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
     println!("FIGURE {name}: {value}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("figures.txt"))
+    {
+        let _ = writeln!(f, "{name}: {value}");
+    }
 }
