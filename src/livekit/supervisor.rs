@@ -350,8 +350,13 @@ impl Supervisor {
         let started = Instant::now();
         let deadline = started + self.cfg.ready_timeout;
         let mut last_extend = Instant::now() - Duration::from_secs(60);
-        let poll = Duration::from_millis(50);
         loop {
+            // poll fast at first (LiveKit is usually ready within ~100 ms), then every 50 ms
+            let poll = if started.elapsed() < Duration::from_secs(1) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
             if first && last_extend.elapsed() >= Duration::from_secs(2) {
                 // tell systemd we are still making progress while LiveKit is slow to start
                 self.notifier.extend_timeout(Duration::from_secs(10));
