@@ -34,11 +34,7 @@ fn credentials_dir() -> Option<PathBuf> {
 fn print_problems(problems: &[Problem]) {
     let mut err = std::io::stderr().lock();
     for p in problems {
-        let _ = writeln!(
-            err,
-            "error: {}: {}: {}\n  fix: {}",
-            p.source, p.key, p.problem, p.fix
-        );
+        let _ = writeln!(err, "error: {}: {}: {}\n  fix: {}", p.source, p.key, p.problem, p.fix);
     }
     let _ = writeln!(
         err,

@@ -64,17 +64,11 @@ impl NodeDir {
         std::fs::create_dir(&secrets).unwrap();
         let w = |n: &str, v: &str| std::fs::write(secrets.join(n), v).unwrap();
         w("livekit-api-key", "APItestkey1234\n");
-        w(
-            "livekit-api-secret",
-            "testsecret-0123456789abcdefghijklmnop\n",
-        );
+        w("livekit-api-secret", "testsecret-0123456789abcdefghijklmnop\n");
         w("cluster-secret", "clustersecret-0123456789abcdefghijklm\n");
         w(
             "app-token.sha256",
-            &format!(
-                "{}\n",
-                airclass_node::config::keygen::token_sha256_hex(APP_TOKEN)
-            ),
+            &format!("{}\n", airclass_node::config::keygen::token_sha256_hex(APP_TOKEN)),
         );
         let s = |n: &str| secrets.join(n).display().to_string();
         let toml = format!(
@@ -163,9 +157,7 @@ pub struct Daemon {
 impl Daemon {
     /// Spawn `run` with a fake NOTIFY_SOCKET and WATCHDOG_USEC, extra env.
     pub fn spawn(node: &NodeDir, env: &[(&str, &str)]) -> Self {
-        let sock_path = node
-            .path()
-            .join(format!("notify-{}", rand::random::<u32>()));
+        let sock_path = node.path().join(format!("notify-{}", rand::random::<u32>()));
         let sock = UnixDatagram::bind(&sock_path).unwrap();
         let log = node.path().join("daemon.log");
         let logf = std::fs::File::create(&log).unwrap();
@@ -209,10 +201,7 @@ impl Daemon {
                 Ok(Ok(n)) => {
                     let text = String::from_utf8_lossy(&buf[..n]).to_string();
                     let at = Instant::now();
-                    self.notes.push(Notify {
-                        at,
-                        text: text.clone(),
-                    });
+                    self.notes.push(Notify { at, text: text.clone() });
                     if text.contains(needle) {
                         return Some(at);
                     }
@@ -266,9 +255,7 @@ impl Daemon {
         while Instant::now() < deadline {
             if let Ok(Ok(r)) = tokio::time::timeout(
                 Duration::from_secs(2),
-                reqwest::Client::new()
-                    .get(format!("{}/api/node", self.api))
-                    .send(),
+                reqwest::Client::new().get(format!("{}/api/node", self.api)).send(),
             )
             .await
             {
@@ -335,11 +322,7 @@ pub fn status_field(pid: u32, field: &str) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with(&format!("{field}:")))
-        .map(|l| {
-            l.split_once(':')
-                .map(|x| x.1.trim().to_string())
-                .unwrap_or_default()
-        })
+        .map(|l| l.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default())
 }
 
 /// A redis-server on a free port (None when redis-server is not installed).
@@ -356,16 +339,7 @@ impl Redis {
 
     pub fn start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
