@@ -125,6 +125,7 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    crate::tls::install_crypto_provider();
     let started = Instant::now();
     let notifier = Notifier::new();
     let tracker = TaskTracker::new();
@@ -209,7 +210,10 @@ pub async fn run(
     };
     {
         let cancel = root.child_token();
-        let mut sampler = Sampler::new(node.config.node.sysload_override);
+        let mut sampler = Sampler::with_override_file(
+            node.config.node.sysload_override,
+            Some(node.runtime_dir.join(crate::stats::SYSLOAD_OVERRIDE_FILE)),
+        );
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
