@@ -340,35 +340,14 @@ pub async fn start(ctx: ClusterContext) -> Result<ClusterHandle, ClusterError> {
     if clustered {
         let _ = status_tx.send(main.status_text());
     }
-    {
-        let (main, cancel) = (main.clone(), ctx.cancel.child_token());
-        ctx.tracker.spawn(async move {
-            let mut tick = tokio::time::interval(heartbeat / 4);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n: u64 = 0;
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                n += 1;
-                if n % 4 == 0 {
-                    main.register_self(info.clone(), stats().await);
-                }
-                main.tick();
-                if clustered {
-                    let text = main.status_text();
-                    status_tx.send_if_modified(|cur| {
-                        let changed = *cur != text;
-                        if changed {
-                            cur.clone_from(&text);
-                        }
-                        changed
-                    });
-                }
-            }
-        });
-    }
+    spawn_main_ticker(
+        main.clone(),
+        info,
+        stats,
+        clustered.then_some(status_tx),
+        &ctx.tracker,
+        ctx.cancel.child_token(),
+    );
     Ok(ClusterHandle {
         routes: main.routes(),
         replaces_node_rooms: clustered,
@@ -377,4 +356,43 @@ pub async fn start(ctx: ClusterContext) -> Result<ClusterHandle, ClusterError> {
         sub: None,
         discovery,
     })
+}
+
+/// Main's ticker: ages the table 4× per heartbeat, re-registers main itself with fresh
+/// statistics once per heartbeat, and publishes the status line on change.
+pub fn spawn_main_ticker(
+    main: Arc<Main>,
+    info: NodeInfo,
+    stats: StatsSource,
+    status_tx: Option<watch::Sender<String>>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
+    let heartbeat = main.settings().heartbeat;
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            if n % 4 == 0 {
+                main.register_self(info.clone(), stats().await);
+            }
+            main.tick();
+            if let Some(tx) = &status_tx {
+                let text = main.status_text();
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != text;
+                    if changed {
+                        cur.clone_from(&text);
+                    }
+                    changed
+                });
+            }
+        }
+    });
 }

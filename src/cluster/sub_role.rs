@@ -303,6 +303,10 @@ async fn run(
         let url = lock(&shared).main_url.clone();
         let Some(url) = url else {
             let Some(rx) = browse.as_mut() else {
+                if !warned_not_found {
+                    warned_not_found = true;
+                    tracing::warn!(cluster = %st.cluster_id, "{MAIN_NOT_FOUND}: no main URL and no mDNS browse; LiveKit keeps serving");
+                }
                 set_status(&status, MAIN_NOT_FOUND.into());
                 tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(period) => continue }
             };
@@ -354,6 +358,7 @@ async fn run(
                 .map(|r| (r.heartbeat_secs, Some(r.main_name)))
         };
         let mut again_now = false;
+        let mut quick_retry = false;
         match result {
             Ok((hb, new_main)) => {
                 if hb >= 1 {
@@ -383,9 +388,12 @@ async fn run(
                 if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(url = %url, error = %text, "exchange with main failed; retrying every heartbeat");
                 }
-                if matches!(e, CallError::Network(_)) && registered {
-                    // main may have restarted: the next success must be a register
+                let network = matches!(e, CallError::Network(_));
+                if network && registered {
+                    // main may have restarted: the next success must be a register, and one
+                    // quick retry covers a stale keep-alive connection to a restarted main
                     lock(&shared).registered = false;
+                    quick_retry = last_error.is_none();
                 }
                 set_status(&status, format!("sub: {text}"));
                 last_error = Some(text);
@@ -395,7 +403,12 @@ async fn run(
             continue;
         }
         // 3. wait one heartbeat period, applying discovery events meanwhile
-        let sleep = tokio::time::sleep(period);
+        let wait = if quick_retry {
+            Duration::from_millis(200).min(period)
+        } else {
+            period
+        };
+        let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
