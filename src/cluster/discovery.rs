@@ -359,6 +359,7 @@ impl Drop for MdnsDiscovery {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn advert(node: &str, role: &str, cluster: &str) -> Advert {

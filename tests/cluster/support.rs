@@ -275,7 +275,16 @@ pub async fn join(
     token: Option<&str>,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let mut rb = reqwest::Client::new()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    init();
+    let mut rb = CLIENT
+        // shared by tests on different runtimes: no pooled connection may outlive its runtime
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        })
         .post(format!("{base}/api/rooms/{room}/join"))
         .json(&body);
     if let Some(t) = token {
