@@ -149,13 +149,12 @@ pub async fn run(
                     error: e.to_string(),
                 }
             })?;
-            probe
-                .ping(Duration::from_secs(3))
-                .await
-                .map_err(|error| DaemonError::RedisUnreachable {
+            probe.ping(Duration::from_secs(3)).await.map_err(|error| {
+                DaemonError::RedisUnreachable {
                     address: target.address.clone(),
                     error,
-                })?;
+                }
+            })?;
             tracing::info!(address = %target.address, "Redis reachable");
             store = Some(
                 cluster::claim_redis(&probe, &node.config.cluster.id)
@@ -200,7 +199,11 @@ pub async fn run(
             }
             return Err(DaemonError::LivekitStart(msg));
         }
-        Err(_) => return Err(DaemonError::LivekitStart("supervisor ended during start".into())),
+        Err(_) => {
+            return Err(DaemonError::LivekitStart(
+                "supervisor ended during start".into(),
+            ))
+        }
     }
 
     // statistics, sampled every 2 s
@@ -311,9 +314,12 @@ pub async fn run(
         let cancel = root.child_token();
         let rx = lk_rx.clone();
         let notifier = notifier.clone();
-        let stale_after =
-            Duration::from_millis(node.config.livekit.health_interval_ms) * 3 + Duration::from_secs(5);
-        tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+        let stale_after = Duration::from_millis(node.config.livekit.health_interval_ms) * 3
+            + Duration::from_secs(5);
+        tracing::info!(
+            period_ms = period.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -326,7 +332,11 @@ pub async fn run(
                 if fresh && s.state != LivekitState::Failed {
                     notifier.watchdog();
                 } else {
-                    tracing::warn!(state = s.state.as_str(), stale_ms = s.checked_at.elapsed().as_millis() as u64, "withholding the watchdog ping: supervisor not making progress");
+                    tracing::warn!(
+                        state = s.state.as_str(),
+                        stale_ms = s.checked_at.elapsed().as_millis() as u64,
+                        "withholding the watchdog ping: supervisor not making progress"
+                    );
                 }
             }
         });
@@ -360,7 +370,8 @@ pub async fn run(
     lk_cancel.cancel();
     // the supervisor's own drain deadline bounds this wait
     tracker.close();
-    let drain_deadline = Duration::from_secs(node.config.livekit.drain_timeout_secs) + Duration::from_secs(5);
+    let drain_deadline =
+        Duration::from_secs(node.config.livekit.drain_timeout_secs) + Duration::from_secs(5);
     let mut rx = lk_rx.clone();
     let _ = tokio::time::timeout(
         drain_deadline,
@@ -371,7 +382,10 @@ pub async fn run(
     cluster_cancel.cancel();
     cluster.stop();
     root.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 5 s");
     }
     tracing::info!(took_ms = t0.elapsed().as_millis() as u64, "stopped");
@@ -403,7 +417,8 @@ async fn serve_api(
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
             .map_err(|e| DaemonError::Tls(format!("cannot load {cert} / {key}: {e}")))?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| DaemonError::Bind { addr, source })?;
         std_listener
             .set_nonblocking(true)
             .map_err(|source| DaemonError::Bind { addr, source })?;

@@ -33,7 +33,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
     let lk = s.livekit.borrow().clone();
     if lk.state == crate::livekit::LivekitState::Ready {
-        (StatusCode::OK, Json(json!({ "ready": true, "livekit": lk.state })))
+        (
+            StatusCode::OK,
+            Json(json!({ "ready": true, "livekit": lk.state })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -71,6 +74,12 @@ async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, Ap
         s.secrets.api_secret.expose(),
     )
     .await
-    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "livekit_unavailable", e.to_string()))?;
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "livekit_unavailable",
+            e.to_string(),
+        )
+    })?;
     Ok(Json(json!({ "node": s.node.name, "rooms": rooms })))
 }
