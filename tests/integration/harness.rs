@@ -103,6 +103,8 @@ node_ip = "127.0.0.1"
 
 [cluster]
 secret_file = "{cluster}"
+# tests never send multicast outside the machine's loopback
+mdns = false
 
 [api]
 bind = "127.0.0.1"
