@@ -1,1 +1,94 @@
-fn main() {}
+//! `airclass-node`: parses the command line, sets up logging and maps results to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use airclass_node::cli::{Cli, Command, SecretsCommand};
+use airclass_node::{commands, daemon, exit, livekit, logging};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let code = match &cli.command {
+        Command::Run(i) => run(&cli, &i.instance),
+        Command::Check(i) => commands::check(&cli, &i.instance),
+        Command::Render(i) => commands::render(&cli, &i.instance),
+        Command::Ports { instance, json } => commands::ports(&cli, &instance.instance, *json),
+        Command::Firewall { action, instance } => {
+            logging::init(Some(&instance.instance), "info");
+            commands::firewall(&cli, *action, &instance.instance)
+        }
+        Command::Secrets {
+            command: SecretsCommand::Init { dir, group },
+        } => commands::secrets_init(dir, group),
+        Command::HashToken => commands::hash_token(),
+        Command::Man => commands::man(),
+    };
+    ExitCode::from(code)
+}
+
+fn run(cli: &Cli, instance: &str) -> u8 {
+    logging::init(Some(instance), "info");
+    let (node, secrets, _warnings) = match commands::validate_all(cli, instance) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    // before any thread exists: children inherit no capability
+    match livekit::privileges::drop_for_children() {
+        Ok(n) => tracing::debug!(bounding_dropped = n, "capabilities dropped for children"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot drop capabilities; refusing to start LiveKit with them");
+            return exit::FAILURE;
+        }
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return exit::FAILURE;
+        }
+    };
+    let result = rt.block_on(daemon::run(
+        node,
+        secrets,
+        daemon::RunOptions::default(),
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            tracing::error!(error = %e, "airclass-node failed");
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}

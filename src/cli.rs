@@ -1,0 +1,93 @@
+//! The command line (clap). Also the source of the man page (`airclass-node man`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runs one node of an AirClass live-classroom cluster: renders LiveKit's config, supervises
+/// livekit-server, reports health to systemd, opens the node's firewall ports and joins the
+/// main/sub cluster.
+#[derive(Debug, Parser)]
+#[command(name = "airclass-node", version, about, long_about = None)]
+pub struct Cli {
+    /// Cluster-wide config file (a missing default file means "all defaults").
+    #[arg(
+        long,
+        global = true,
+        env = "AIRCLASS_CONFIG",
+        default_value = "/etc/airclass/airclass.toml"
+    )]
+    pub config: PathBuf,
+    /// Folder of per-instance files (NAME.toml).
+    #[arg(
+        long,
+        global = true,
+        env = "AIRCLASS_NODES_DIR",
+        default_value = "/etc/airclass/nodes"
+    )]
+    pub nodes_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node (the daemon; systemd: ExecStart).
+    Run(Instance),
+    /// Validate config, secrets and the LiveKit binary; print every problem (exit 0 or 78).
+    Check(Instance),
+    /// Print the LiveKit config this node would write (secrets redacted).
+    Render(Instance),
+    /// Print the node's port plan.
+    Ports {
+        #[command(flatten)]
+        instance: Instance,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open or close the node's ports in its own nftables table (run as root).
+    Firewall {
+        action: FirewallAction,
+        #[command(flatten)]
+        instance: Instance,
+    },
+    /// Manage secret files.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// Read an application token on stdin and print its SHA-256 (for app-token.sha256).
+    HashToken,
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Instance {
+    /// Instance name (systemd %i), e.g. main or node-1.
+    #[arg(long, short = 'i')]
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FirewallAction {
+    Open,
+    Close,
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create the secrets that are missing (never overwrites): livekit-api-key,
+    /// livekit-api-secret, cluster-secret, app-token, app-token.sha256.
+    Init {
+        /// Folder for the secret files.
+        #[arg(long, default_value = "/etc/airclass/secrets")]
+        dir: PathBuf,
+        /// Group that may read them (if it exists).
+        #[arg(long, default_value = "airclass")]
+        group: String,
+    },
+}

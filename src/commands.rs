@@ -1,0 +1,298 @@
+//! What each subcommand does (`main.rs` only parses and maps results to exit codes).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cli::Cli;
+use crate::config::{self, load::Sources, NodeConfig, Problem, Secrets};
+use crate::exit;
+use crate::livekit::render;
+
+/// The process environment as a map (non-UTF-8 variables are skipped).
+pub fn env_map() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Where the config comes from, per the command line.
+pub fn sources(cli: &Cli) -> Sources {
+    let explicit = cli.config != Path::new("/etc/airclass/airclass.toml");
+    Sources {
+        config_path: cli.config.clone(),
+        config_explicit: explicit,
+        nodes_dir: cli.nodes_dir.clone(),
+        env: env_map(),
+    }
+}
+
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
+fn print_problems(problems: &[Problem]) {
+    let mut err = std::io::stderr().lock();
+    for p in problems {
+        let _ = writeln!(
+            err,
+            "error: {}: {}: {}\n  fix: {}",
+            p.source, p.key, p.problem, p.fix
+        );
+    }
+    let _ = writeln!(
+        err,
+        "{} problem{} found; nothing was started",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Everything `check` and `run` validate. Problems are printed here.
+pub fn validate_all(cli: &Cli, instance: &str) -> Result<(NodeConfig, Secrets, Vec<String>), u8> {
+    let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
+    let (node, mut warnings) = match config::resolve(&sources(cli), instance, runtime.as_deref()) {
+        Ok(x) => x,
+        Err(problems) => {
+            print_problems(&problems);
+            return Err(exit::CONFIG);
+        }
+    };
+    let mut problems = Vec::new();
+    let secrets = match config::load_secrets(&node, credentials_dir().as_deref(), &mut warnings) {
+        Ok(s) => Some(s),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    if let Err(p) = config::check_binary(&node) {
+        problems.push(p);
+    }
+    print_warnings(&warnings);
+    match secrets {
+        Some(s) if problems.is_empty() => Ok((node, s, warnings)),
+        _ => {
+            print_problems(&problems);
+            Err(exit::CONFIG)
+        }
+    }
+}
+
+pub fn check(cli: &Cli, instance: &str) -> u8 {
+    match validate_all(cli, instance) {
+        Ok((node, _, _)) => {
+            let p = node.ports;
+            let capacity = match node.port_capacity() {
+                Some(c) => format!("about {c} participants (range mode)"),
+                None => "not port-bound (UDP mux)".into(),
+            };
+            println!(
+                "ok: instance {} ({} mode, node {}): LiveKit :{} tcp :{} udp {}-{}, API :{}; capacity {capacity}; LiveKit binary {}",
+                node.instance,
+                node.mode.as_str(),
+                node.name,
+                p.livekit_port,
+                p.rtc_tcp_port,
+                p.rtc_udp_start,
+                p.rtc_udp_end,
+                p.api_port,
+                node.config.livekit.binary
+            );
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn render(cli: &Cli, instance: &str) -> u8 {
+    let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
+    let (node, warnings) = match config::resolve(&sources(cli), instance, runtime.as_deref()) {
+        Ok(x) => x,
+        Err(p) => {
+            print_problems(&p);
+            return exit::CONFIG;
+        }
+    };
+    print_warnings(&warnings);
+    let mut w = Vec::new();
+    let secrets = config::load_secrets(&node, credentials_dir().as_deref(), &mut w).ok();
+    match render::render(&node, secrets.as_ref(), true) {
+        Ok(r) => {
+            println!("# {}", r.config_path.display());
+            print!("{}", r.config_yaml);
+            println!("---");
+            println!("# {} (mode 0600)", r.keys_path.display());
+            print!("{}", r.keys_yaml);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+pub fn ports(cli: &Cli, instance: &str, json: bool) -> u8 {
+    match config::resolve(&sources(cli), instance, None) {
+        Ok((node, _)) => {
+            let p = node.ports;
+            if json {
+                println!("{}", p.to_json(instance));
+            } else {
+                println!("instance       {instance}");
+                println!("livekit port   {}/tcp", p.livekit_port);
+                println!("rtc tcp port   {}/tcp", p.rtc_tcp_port);
+                println!("rtc udp range  {}-{}/udp", p.rtc_udp_start, p.rtc_udp_end);
+                println!("control api    {}/tcp", p.api_port);
+                println!("mdns           {}/udp", config::ports::MDNS_PORT);
+            }
+            exit::OK
+        }
+        Err(p) => {
+            print_problems(&p);
+            exit::CONFIG
+        }
+    }
+}
+
+pub fn secrets_init(dir: &Path, group: &str) -> u8 {
+    match config::keygen::init_dir(dir, group) {
+        Ok(created) if created.is_empty() => {
+            println!("all secrets already exist in {}", dir.display());
+            exit::OK
+        }
+        Ok(created) => {
+            println!("created in {}: {}", dir.display(), created.join(", "));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot create secrets in {}: {e}", dir.display());
+            exit::FAILURE
+        }
+    }
+}
+
+pub fn hash_token() -> u8 {
+    let mut s = String::new();
+    if std::io::stdin().read_to_string(&mut s).is_err() || s.trim().is_empty() {
+        eprintln!("error: give the application token on standard input");
+        return exit::USAGE;
+    }
+    println!("{}", config::keygen::token_sha256_hex(&s));
+    exit::OK
+}
+
+/// The man page: generated from the CLI plus configuration, files, environment and exit status.
+pub fn man() -> u8 {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd).section("8");
+    let mut out = Vec::new();
+    if man.render(&mut out).is_err() {
+        return exit::FAILURE;
+    }
+    out.extend_from_slice(MAN_EXTRA.as_bytes());
+    let _ = std::io::stdout().write_all(&out);
+    exit::OK
+}
+
+const MAN_EXTRA: &str = r#".SH CONFIGURATION
+The cluster\-wide file /etc/airclass/airclass.toml is read first, then the per\-instance file
+/etc/airclass/nodes/NAME.toml (same schema, merged over it), then the environment variables
+below. Unknown keys are errors. Sections: [node] (mode, name, livekit_port, rtc_tcp_port,
+rtc_udp_start, rtc_udp_end, api_port, advertise_address), [livekit] (binary, url, api_key_file,
+api_secret_file, port_mode = mux|range, expected_participants, node_ip, use_external_ip, region,
+prometheus_port, log_level, drain_timeout_secs, ready_timeout_secs, health_interval_ms,
+health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
+main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,
+max_skew_secs, sysload_limit, mdns), [api] (bind, app_token_sha256_file, tls_cert_file,
+tls_key_file, max_body_bytes), [grants.teacher] and [grants.student] (can_publish,
+can_subscribe, can_publish_data).
+.PP
+Ports are derived from the node name: main uses LiveKit 7880, ICE/TCP 7881, RTC UDP
+50000\-50020 and control API 8000; node\-N uses 7880+10N, 7881+10N, 50000+1000N..+20 and 8000+N.
+.SH ENVIRONMENT
+MODE, NODE_NAME, MAIN_NODE_URL, LIVEKIT_PORT, LIVEKIT_RTC_PORT_START, LIVEKIT_RTC_PORT_END,
+REDIS_URL, LIVEKIT_BINARY, LIVEKIT_URL override the matching keys. AIRCLASS_CONFIG and
+AIRCLASS_NODES_DIR set the file locations; AIRCLASS_FIREWALL=external leaves the firewall to the
+host (NixOS). None of them reaches livekit\-server: its environment is scrubbed.
+.SH FILES
+.TP
+/etc/airclass/airclass.toml
+cluster\-wide configuration (conffile)
+.TP
+/etc/airclass/nodes/NAME.toml
+per\-instance configuration
+.TP
+/etc/airclass/secrets/
+livekit\-api\-key, livekit\-api\-secret, cluster\-secret, app\-token, app\-token.sha256; passed to
+the unit with LoadCredential=
+.TP
+/run/airclass/NAME/livekit.yaml, livekit\-keys.yaml
+LiveKit's rendered config and key file (mode 0600), rewritten at every start
+.SH EXIT STATUS
+0 success; 1 runtime failure (LiveKit failed to start or keeps failing, Redis unreachable);
+2 usage error; 78 configuration error (EX_CONFIG: the unit does not restart on it).
+.SH SEE ALSO
+systemctl(1), journalctl(1), nft(8)
+"#;
+
+/// `firewall open|close|show`: the instance's nftables table (see `crate::firewall`).
+/// `open` needs the port plan (config errors exit 78); `close` needs only the name, so it also
+/// works in `ExecStopPost=` after a failed `check`.
+pub fn firewall(cli: &Cli, action: crate::cli::FirewallAction, instance: &str) -> u8 {
+    use crate::cli::FirewallAction;
+    use crate::firewall::{self, FirewallError, FirewallSpec};
+    let result = match action {
+        FirewallAction::Open => {
+            let node = match config::resolve(&sources(cli), instance, None) {
+                Ok((node, _)) => node,
+                Err(p) => {
+                    print_problems(&p);
+                    return exit::CONFIG;
+                }
+            };
+            let p = node.ports;
+            let mdns = node.mode != config::Mode::Standalone && node.config.cluster.mdns;
+            let spec = FirewallSpec::for_node(
+                instance,
+                p.livekit_port,
+                p.rtc_tcp_port,
+                p.api_port,
+                (p.rtc_udp_start, p.rtc_udp_end),
+                mdns,
+            );
+            firewall::open(&spec)
+        }
+        FirewallAction::Close => firewall::close(instance),
+        FirewallAction::Show => match firewall::show(instance) {
+            Ok(Some(text)) => {
+                print!("{text}");
+                Ok(())
+            }
+            Ok(None) => {
+                println!("no table inet {}", firewall::table_name(instance));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e @ FirewallError::InvalidSpec(_)) => {
+            eprintln!("error: {e}");
+            exit::CONFIG
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The port plan: ports derived from the node name (pure; mirrored by `nix/ports.nix`).
+//!
+//! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000.
+//! `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N. Explicit settings win.
+
+use serde::Serialize;
+
+/// UDP port of multicast DNS, opened for discovery.
+pub const MDNS_PORT: u16 = 5353;
+/// Ports in a derived RTC range beyond its start (the seed's 21-port ranges).
+pub const RTC_RANGE_SPAN: u32 = 20;
+
+/// The ports a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortPlan {
+    pub livekit_port: u16,
+    pub rtc_tcp_port: u16,
+    pub rtc_udp_start: u16,
+    pub rtc_udp_end: u16,
+    pub api_port: u16,
+}
+
+/// Explicit port settings; `None` means "derive from the name".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortOverrides {
+    pub livekit_port: Option<u32>,
+    pub rtc_tcp_port: Option<u32>,
+    pub rtc_udp_start: Option<u32>,
+    pub rtc_udp_end: Option<u32>,
+    pub api_port: Option<u32>,
+}
+
+/// One problem with the port plan, naming the config key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct PortError {
+    /// Config key (e.g. `node.livekit_port`).
+    pub key: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// The index a name derives ports from: `main` → 0, `node-N` → N (N ≥ 1, no leading zero).
+pub fn node_index(name: &str) -> Option<u32> {
+    if name == "main" {
+        return Some(0);
+    }
+    let digits = name.strip_prefix("node-")?;
+    if digits.is_empty() || digits.len() > 9 || digits.starts_with('0') {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The ports derived from an index, before range checks (u32 so overflow can be reported).
+fn derived(index: u32) -> [u32; 5] {
+    let i = u64::from(index);
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    [
+        clamp(7880 + 10 * i),
+        clamp(7881 + 10 * i),
+        clamp(50_000 + 1000 * i),
+        clamp(50_000 + 1000 * i + u64::from(RTC_RANGE_SPAN)),
+        clamp(8000 + i),
+    ]
+}
+
+const KEYS: [&str; 5] = [
+    "node.livekit_port",
+    "node.rtc_tcp_port",
+    "node.rtc_udp_start",
+    "node.rtc_udp_end",
+    "node.api_port",
+];
+
+/// Compute the plan for `name` with `overrides`, reporting every problem.
+pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortError>> {
+    let given = [
+        overrides.livekit_port,
+        overrides.rtc_tcp_port,
+        overrides.rtc_udp_start,
+        overrides.rtc_udp_end,
+        overrides.api_port,
+    ];
+    let index = node_index(name);
+    let derived = index.map(derived);
+    let mut errors = Vec::new();
+    let mut values = [0u32; 5];
+    for (slot, key) in KEYS.iter().enumerate() {
+        match (given[slot], derived) {
+            (Some(v), _) => values[slot] = v,
+            (None, Some(d)) => values[slot] = d[slot],
+            (None, None) => errors.push(PortError {
+                key,
+                problem: format!(
+                    "cannot derive a port from the node name {name:?} (only `main` and `node-N` derive ports)"
+                ),
+                fix: format!("name the node `main` or `node-N`, or set {key} explicitly"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for (slot, key) in KEYS.iter().enumerate() {
+        let v = values[slot];
+        if v == 0 || v > 65_535 {
+            let why = if given[slot].is_some() {
+                format!("{v} is not a valid port (1-65535)")
+            } else {
+                format!("the name {name:?} derives port {v}, above 65535")
+            };
+            errors.push(PortError {
+                key,
+                problem: why,
+                fix: if given[slot].is_some() {
+                    format!("set {key} to a port between 1 and 65535")
+                } else {
+                    format!("use node-1 … node-15, or set {key} explicitly")
+                },
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let [livekit, tcp, start, end, api] = values.map(|v| u16::try_from(v).unwrap_or(0));
+    if start > end {
+        errors.push(PortError {
+            key: "node.rtc_udp_start",
+            problem: format!("RTC UDP range start {start} is above its end {end}"),
+            fix: "set node.rtc_udp_start <= node.rtc_udp_end".into(),
+        });
+    }
+    let tcp_ports = [
+        ("node.livekit_port", livekit),
+        ("node.rtc_tcp_port", tcp),
+        ("node.api_port", api),
+    ];
+    for (i, (ka, a)) in tcp_ports.iter().enumerate() {
+        for (kb, b) in tcp_ports.iter().skip(i + 1) {
+            if a == b {
+                errors.push(PortError {
+                    key: kb,
+                    problem: format!("TCP port {b} is also {ka}"),
+                    fix: format!("give {kb} a port of its own"),
+                });
+            }
+        }
+    }
+    if start <= MDNS_PORT && MDNS_PORT <= end {
+        errors.push(PortError {
+            key: "node.rtc_udp_start",
+            problem: format!("RTC UDP range {start}-{end} contains the mDNS port {MDNS_PORT}"),
+            fix: "move the RTC range away from 5353".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PortPlan {
+        livekit_port: livekit,
+        rtc_tcp_port: tcp,
+        rtc_udp_start: start,
+        rtc_udp_end: end,
+        api_port: api,
+    })
+}
+
+impl PortPlan {
+    /// Number of UDP ports in the RTC range.
+    pub fn udp_span(&self) -> u32 {
+        u32::from(self.rtc_udp_end) - u32::from(self.rtc_udp_start) + 1
+    }
+
+    /// Machine-readable form used by `airclass-node ports --json` and the Nix cross-check.
+    pub fn to_json(&self, instance: &str) -> serde_json::Value {
+        serde_json::json!({
+            "instance": instance,
+            "livekit_port": self.livekit_port,
+            "rtc_tcp_port": self.rtc_tcp_port,
+            "rtc_udp_start": self.rtc_udp_start,
+            "rtc_udp_end": self.rtc_udp_end,
+            "api_port": self.api_port,
+            "mdns_port": MDNS_PORT,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str) -> PortPlan {
+        plan(name, PortOverrides::default()).unwrap()
+    }
+
+    #[test]
+    fn seed_table() {
+        // The table in the AirClass seed: node, LiveKit port, RTC range.
+        let table = [
+            ("main", 7880, 50000, 50020),
+            ("node-1", 7890, 51000, 51020),
+            ("node-2", 7900, 52000, 52020),
+            ("node-3", 7910, 53000, 53020),
+        ];
+        for (name, port, start, end) in table {
+            let plan = p(name);
+            assert_eq!(plan.livekit_port, port, "{name}");
+            assert_eq!(plan.rtc_udp_start, start, "{name}");
+            assert_eq!(plan.rtc_udp_end, end, "{name}");
+        }
+    }
+
+    #[test]
+    fn api_and_tcp_ports() {
+        assert_eq!(p("main").api_port, 8000);
+        assert_eq!(p("node-1").api_port, 8001);
+        assert_eq!(p("node-15").api_port, 8015);
+        assert_eq!(p("main").rtc_tcp_port, 7881);
+        assert_eq!(p("node-3").rtc_tcp_port, 7911);
+    }
+
+    #[test]
+    fn tcp_ports_distinct_across_nodes() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in std::iter::once("main".to_string()).chain((1..=15).map(|i| format!("node-{i}"))) {
+            let plan = p(&n);
+            assert!(seen.insert(plan.rtc_tcp_port), "{n} reuses a tcp port");
+            assert!(seen.insert(plan.livekit_port), "{n} reuses a livekit port");
+        }
+    }
+
+    #[test]
+    fn node_15_is_last_derivable() {
+        assert_eq!(p("node-15").rtc_udp_end, 65020);
+        let errs = plan("node-16", PortOverrides::default()).unwrap_err();
+        assert!(errs
+            .iter()
+            .any(|e| e.key == "node.rtc_udp_start" && e.problem.contains("above 65535")));
+    }
+
+    #[test]
+    fn names_that_do_not_derive() {
+        for bad in [
+            "node-0", "node-01", "node-", "node-x", "Main", "edge", "node-1a",
+        ] {
+            assert!(node_index(bad).is_none(), "{bad}");
+            let errs = plan(bad, PortOverrides::default()).unwrap_err();
+            assert_eq!(errs.len(), 5, "{bad}");
+        }
+    }
+
+    #[test]
+    fn explicit_settings_win_and_allow_any_name() {
+        let o = PortOverrides {
+            livekit_port: Some(9000),
+            rtc_tcp_port: Some(9001),
+            rtc_udp_start: Some(60000),
+            rtc_udp_end: Some(60100),
+            api_port: Some(9002),
+        };
+        let plan = plan("edge", o).unwrap();
+        assert_eq!(plan.livekit_port, 9000);
+        assert_eq!(plan.udp_span(), 101);
+        let partial = PortOverrides {
+            livekit_port: Some(9100),
+            ..Default::default()
+        };
+        assert_eq!(super::plan("node-1", partial).unwrap().livekit_port, 9100);
+        assert_eq!(super::plan("node-1", partial).unwrap().rtc_tcp_port, 7891);
+    }
+
+    #[test]
+    fn reversed_range_refused() {
+        let o = PortOverrides {
+            rtc_udp_start: Some(51020),
+            rtc_udp_end: Some(51000),
+            ..Default::default()
+        };
+        let errs = plan("node-1", o).unwrap_err();
+        assert!(errs[0].problem.contains("above its end"));
+    }
+
+    #[test]
+    fn overlapping_own_ports_refused() {
+        let o = PortOverrides {
+            api_port: Some(7890),
+            ..Default::default()
+        };
+        let errs = plan("node-1", o).unwrap_err();
+        assert_eq!(errs[0].key, "node.api_port");
+        assert!(errs[0].problem.contains("node.livekit_port"));
+    }
+
+    #[test]
+    fn out_of_range_explicit_port() {
+        let o = PortOverrides {
+            livekit_port: Some(70000),
+            ..Default::default()
+        };
+        let errs = plan("main", o).unwrap_err();
+        assert!(errs[0].problem.contains("70000"));
+    }
+
+    #[test]
+    fn json_shape() {
+        let v = p("node-1").to_json("node-1");
+        assert_eq!(v["rtc_udp_start"], 51000);
+        assert_eq!(v["mdns_port"], 5353);
+        assert_eq!(v["instance"], "node-1");
+    }
+}

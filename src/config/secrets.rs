@@ -1,0 +1,236 @@
+//! Secrets: read from `$CREDENTIALS_DIRECTORY/<id>` first, then from the configured file.
+//!
+//! Secrets are never inline in the config, never logged (`Debug` prints `[redacted]`), and a
+//! LiveKit API secret or cluster secret under 32 characters is refused.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::Problem;
+
+/// Shortest accepted LiveKit API secret and cluster secret.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A secret value; its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself: only for the code that must use it (signing, key file).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One secret the daemon may need.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretSpec {
+    /// systemd credential id (`LoadCredential=ID:PATH`).
+    pub credential: &'static str,
+    /// Config key naming the fallback file.
+    pub key: &'static str,
+    /// Minimum length (0 = any non-empty).
+    pub min_len: usize,
+}
+
+pub const API_KEY: SecretSpec = SecretSpec {
+    credential: "livekit-api-key",
+    key: "livekit.api_key_file",
+    min_len: 0,
+};
+pub const API_SECRET: SecretSpec = SecretSpec {
+    credential: "livekit-api-secret",
+    key: "livekit.api_secret_file",
+    min_len: MIN_SECRET_LEN,
+};
+pub const CLUSTER_SECRET: SecretSpec = SecretSpec {
+    credential: "cluster-secret",
+    key: "cluster.secret_file",
+    min_len: MIN_SECRET_LEN,
+};
+pub const REDIS_PASSWORD: SecretSpec = SecretSpec {
+    credential: "redis-password",
+    key: "redis.password_file",
+    min_len: 0,
+};
+pub const APP_TOKEN_SHA256: SecretSpec = SecretSpec {
+    credential: "app-token-sha256",
+    key: "api.app_token_sha256_file",
+    min_len: 64,
+};
+
+/// Where a secret was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretOrigin {
+    Credential(PathBuf),
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretOrigin::Credential(p) => write!(f, "credential {}", p.display()),
+            SecretOrigin::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+/// Read one secret. `file` is the configured fallback path (None or empty = credential only).
+/// A warning is pushed when the file is readable by others.
+pub fn read_secret(
+    spec: SecretSpec,
+    file: Option<&str>,
+    credentials_dir: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<(Secret, SecretOrigin), Problem> {
+    let cred = credentials_dir.map(|d| d.join(spec.credential));
+    let (path, origin) = match (&cred, file.filter(|f| !f.is_empty())) {
+        (Some(c), _) if c.exists() => (c.clone(), SecretOrigin::Credential(c.clone())),
+        (_, Some(f)) => (PathBuf::from(f), SecretOrigin::File(PathBuf::from(f))),
+        (_, None) => {
+            return Err(Problem::new(
+                "secrets",
+                spec.key,
+                format!(
+                    "no secret: credential {} is not loaded and no file is configured",
+                    spec.credential
+                ),
+                format!(
+                    "add LoadCredential={}:PATH to the unit or set {} to a file",
+                    spec.credential, spec.key
+                ),
+            ))
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let (problem, fix) = if e.kind() == std::io::ErrorKind::NotFound {
+            (
+                format!("secret file {} does not exist", path.display()),
+                format!(
+                    "create it (`airclass-node secrets init` makes all of them) or point {} elsewhere",
+                    spec.key
+                ),
+            )
+        } else {
+            (
+                format!("cannot read secret file {}: {e}", path.display()),
+                "make it readable by the service (root:airclass, mode 0640)".to_string(),
+            )
+        };
+        Problem::new("secrets", spec.key, problem, fix)
+    })?;
+    if let SecretOrigin::File(p) = &origin {
+        if let Ok(meta) = std::fs::metadata(p) {
+            if meta.permissions().mode() & 0o007 != 0 {
+                warnings.push(format!(
+                    "secret file {} is readable by others; run: chmod o-rwx {}",
+                    p.display(),
+                    p.display()
+                ));
+            }
+        }
+    }
+    let value = text.trim().to_string();
+    if value.is_empty() {
+        return Err(Problem::new(
+            "secrets",
+            spec.key,
+            format!("the secret in {origin} is empty"),
+            "write the secret into the file (`airclass-node secrets init` generates one)",
+        ));
+    }
+    if value.chars().count() < spec.min_len {
+        return Err(Problem::new(
+            "secrets",
+            spec.key,
+            format!(
+                "the secret in {origin} has {} characters; at least {} are required",
+                value.chars().count(),
+                spec.min_len
+            ),
+            "use a longer random secret, e.g. `head -c 32 /dev/urandom | base64`".to_string(),
+        ));
+    }
+    if value.contains(char::is_whitespace) {
+        return Err(Problem::new(
+            "secrets",
+            spec.key,
+            format!("the secret in {origin} contains whitespace"),
+            "use a secret without spaces or line breaks",
+        ));
+    }
+    Ok((Secret(value), origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts() {
+        let s = Secret::new("hunter2hunter2hunter2hunter2hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s}"), "[redacted]");
+    }
+
+    #[test]
+    fn credential_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cred = dir.path().join("creds");
+        std::fs::create_dir(&cred).unwrap();
+        std::fs::write(cred.join("cluster-secret"), "c".repeat(40)).unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "f".repeat(40)).unwrap();
+        let mut w = vec![];
+        let (s, origin) = read_secret(
+            CLUSTER_SECRET,
+            Some(file.to_str().unwrap()),
+            Some(&cred),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(s.expose(), "c".repeat(40));
+        assert!(matches!(origin, SecretOrigin::Credential(_)));
+    }
+
+    #[test]
+    fn short_secret_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, "short\n").unwrap();
+        let err =
+            read_secret(API_SECRET, Some(file.to_str().unwrap()), None, &mut vec![]).unwrap_err();
+        assert!(err.problem.contains("5 characters"), "{err}");
+        assert!(
+            !err.to_string().contains("short"),
+            "the secret itself leaked: {err}"
+        );
+    }
+
+    #[test]
+    fn world_readable_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, "k".repeat(40)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut w = vec![];
+        read_secret(API_SECRET, Some(file.to_str().unwrap()), None, &mut w).unwrap();
+        assert_eq!(w.len(), 1);
+    }
+}

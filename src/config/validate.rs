@@ -1,0 +1,432 @@
+//! Semantic validation: turns the layered config into a resolved [`NodeConfig`], reporting
+//! every problem (with the key's source and a fix) and the capacity warning.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::load::{layer, Layered, Sources};
+use super::ports::{self, PortOverrides, PortPlan, MDNS_PORT};
+use super::schema::{Config, Mode, PortMode};
+use super::Problem;
+
+/// A parsed `redis.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// `host:port` as LiveKit's `redis.address` wants it.
+    pub address: String,
+    pub username: Option<String>,
+    pub db: i64,
+    pub tls: bool,
+}
+
+/// Everything the daemon needs to know about its node, validated.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// systemd instance name (`%i`).
+    pub instance: String,
+    /// Node name (defaults to the instance).
+    pub name: String,
+    pub mode: Mode,
+    pub ports: PortPlan,
+    pub config: Config,
+    pub layered: Layered,
+    /// Where livekit.yaml and the key file go.
+    pub runtime_dir: PathBuf,
+    /// `Some` for clustered nodes.
+    pub redis: Option<RedisTarget>,
+}
+
+impl NodeConfig {
+    /// Participants the node's RTC ports can carry in the chosen mode (None = not port-bound).
+    pub fn port_capacity(&self) -> Option<u32> {
+        capacity(self.config.livekit.port_mode, &self.ports)
+    }
+}
+
+/// LiveKit uses about two ports of a `port_range` per participant; the UDP mux is not
+/// bounded by ports.
+pub fn capacity(mode: PortMode, plan: &PortPlan) -> Option<u32> {
+    match mode {
+        PortMode::Range => Some(plan.udp_span() / 2),
+        PortMode::Mux => None,
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+}
+
+/// Resolve and validate. `runtime_directory` is `$RUNTIME_DIRECTORY` if set.
+pub fn resolve(
+    sources: &Sources,
+    instance: &str,
+    runtime_directory: Option<&str>,
+) -> Result<(NodeConfig, Vec<String>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if !valid_name(instance) {
+        return Err(vec![Problem::new(
+            "command line",
+            "--instance",
+            format!("instance name {instance:?} is not valid"),
+            "use 1-32 characters of a-z, 0-9 and '-', e.g. main or node-1",
+        )]);
+    }
+    let layered = layer(sources, instance)?;
+    let c = layered.config.clone();
+    let src = |key: &str| layered.source_of(key);
+    let mut bad = |key: &str, problem: String, fix: String| {
+        problems.push(Problem::new(src(key), key, problem, fix));
+    };
+
+    let name = c.node.name.clone().unwrap_or_else(|| instance.to_string());
+    if !valid_name(&name) {
+        bad(
+            "node.name",
+            format!("node name {name:?} is not valid"),
+            "use 1-32 characters of a-z, 0-9 and '-', e.g. node-1".into(),
+        );
+    }
+    let overrides = PortOverrides {
+        livekit_port: c.node.livekit_port,
+        rtc_tcp_port: c.node.rtc_tcp_port,
+        rtc_udp_start: c.node.rtc_udp_start,
+        rtc_udp_end: c.node.rtc_udp_end,
+        api_port: c.node.api_port,
+    };
+    let plan = match ports::plan(&name, overrides) {
+        Ok(p) => Some(p),
+        Err(errs) => {
+            for e in errs {
+                bad(e.key, e.problem, e.fix);
+            }
+            None
+        }
+    };
+
+    let lk = &c.livekit;
+    if !["debug", "info", "warn", "error"].contains(&lk.log_level.as_str()) {
+        bad(
+            "livekit.log_level",
+            format!("{:?} is not a LiveKit log level", lk.log_level),
+            "use debug, info, warn or error".into(),
+        );
+    }
+    if !(1..=3600).contains(&lk.drain_timeout_secs) {
+        bad(
+            "livekit.drain_timeout_secs",
+            format!("{} is outside 1..=3600", lk.drain_timeout_secs),
+            "choose a drain budget between 1 and 3600 seconds (keep TimeoutStopSec above it)"
+                .into(),
+        );
+    }
+    if !(1..=600).contains(&lk.ready_timeout_secs) {
+        bad(
+            "livekit.ready_timeout_secs",
+            format!("{} is outside 1..=600", lk.ready_timeout_secs),
+            "choose between 1 and 600 seconds".into(),
+        );
+    }
+    if !(50..=60_000).contains(&lk.health_interval_ms) {
+        bad(
+            "livekit.health_interval_ms",
+            format!("{} is outside 50..=60000", lk.health_interval_ms),
+            "choose a probe period between 50 ms and 60 s".into(),
+        );
+    }
+    if lk.health_failures == 0 {
+        bad(
+            "livekit.health_failures",
+            "0 would restart LiveKit on every probe".into(),
+            "use 1 or more (default 3)".into(),
+        );
+    }
+    if lk.restart_budget == 0 {
+        bad(
+            "livekit.restart_budget",
+            "0 allows no restart at all".into(),
+            "use 1 or more (default 5)".into(),
+        );
+    }
+    if lk.binary.is_empty() || !lk.binary.starts_with('/') {
+        bad(
+            "livekit.binary",
+            format!("{:?} is not an absolute path", lk.binary),
+            "give the absolute path of livekit-server, e.g. /usr/local/bin/livekit-server".into(),
+        );
+    }
+    if let Some(ip) = lk.node_ip.as_deref().filter(|s| !s.is_empty()) {
+        if ip.parse::<IpAddr>().is_err() {
+            bad(
+                "livekit.node_ip",
+                format!("{ip:?} is not an IP address"),
+                "give the IPv4 address clients reach this node on, e.g. 192.0.2.10".into(),
+            );
+        }
+    }
+    if let Some(url) = lk.url.as_deref().filter(|s| !s.is_empty()) {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) || url::Url::parse(url).is_err()
+        {
+            bad(
+                "livekit.url",
+                format!("{url:?} is not a ws:// or wss:// URL"),
+                "use e.g. ws://10.0.0.5:7880 or wss://media.example.org".into(),
+            );
+        }
+    }
+    if lk.prometheus_port != 0 {
+        let taken = plan.map(|p| [p.livekit_port, p.rtc_tcp_port, p.api_port]);
+        if lk.prometheus_port > 65_535 {
+            bad(
+                "livekit.prometheus_port",
+                format!("{} is not a valid port", lk.prometheus_port),
+                "use 1-65535, or 0 to turn metrics off".into(),
+            );
+        } else if taken.is_some_and(|t| t.iter().any(|p| u32::from(*p) == lk.prometheus_port)) {
+            bad(
+                "livekit.prometheus_port",
+                format!(
+                    "{} is already one of the node's TCP ports",
+                    lk.prometheus_port
+                ),
+                "give prometheus a port of its own".into(),
+            );
+        }
+    }
+    if let Some(region) = &lk.region {
+        if region.trim().is_empty() {
+            bad(
+                "livekit.region",
+                "the region is empty".into(),
+                "remove the key or give a region name".into(),
+            );
+        }
+    }
+
+    let cl = &c.cluster;
+    if cl.id.is_empty()
+        || cl.id.len() > 63
+        || !cl
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        bad(
+            "cluster.id",
+            format!("{:?} is not a valid cluster id", cl.id),
+            "use 1-63 characters of letters, digits, '-', '_' and '.'".into(),
+        );
+    }
+    if !(1..=60).contains(&cl.heartbeat_secs) {
+        bad(
+            "cluster.heartbeat_secs",
+            format!("{} is outside 1..=60", cl.heartbeat_secs),
+            "choose a heartbeat period between 1 and 60 seconds (default 5)".into(),
+        );
+    }
+    if !(1..=100).contains(&cl.dead_after_missed) {
+        bad(
+            "cluster.dead_after_missed",
+            format!("{} is outside 1..=100", cl.dead_after_missed),
+            "choose how many missed heartbeats make a node dead (default 3)".into(),
+        );
+    }
+    if !(1..=3600).contains(&cl.max_skew_secs) {
+        bad(
+            "cluster.max_skew_secs",
+            format!("{} is outside 1..=3600", cl.max_skew_secs),
+            "choose a clock skew window between 1 and 3600 seconds (default 30)".into(),
+        );
+    }
+    if cl.discovery_timeout_secs == 0 {
+        bad(
+            "cluster.discovery_timeout_secs",
+            "0 seconds leaves no time to find main".into(),
+            "use 1 or more (default 10)".into(),
+        );
+    }
+    if !(cl.sysload_limit.is_finite() && cl.sysload_limit > 0.0 && cl.sysload_limit <= 100.0) {
+        bad(
+            "cluster.sysload_limit",
+            format!("{} is not a usable sysload limit", cl.sysload_limit),
+            "use a number above 0, e.g. 0.7 (load average per CPU)".into(),
+        );
+    }
+    if let Some(url) = cl.main_url.as_deref().filter(|s| !s.is_empty()) {
+        let ok = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if ok.is_none() {
+            bad(
+                "cluster.main_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+                "use e.g. http://main.example:8000 or unset it to find main over mDNS".into(),
+            );
+        }
+    }
+    if let Some(o) = c.node.sysload_override {
+        if !(o.is_finite() && o >= 0.0) {
+            bad(
+                "node.sysload_override",
+                format!("{o} is not a sysload"),
+                "use a number >= 0, or remove the key".into(),
+            );
+        }
+    }
+
+    let redis = if c.node.mode.is_clustered() {
+        match parse_redis_url(&c.redis.url) {
+            Ok(t) => Some(t),
+            Err((problem, fix)) => {
+                bad("redis.url", problem, fix);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let api = &c.api;
+    if api.bind.parse::<IpAddr>().is_err() {
+        bad(
+            "api.bind",
+            format!("{:?} is not an IP address", api.bind),
+            "use 0.0.0.0, :: or one of the host's addresses".into(),
+        );
+    }
+    let cert = api.tls_cert_file.as_deref().filter(|s| !s.is_empty());
+    let key = api.tls_key_file.as_deref().filter(|s| !s.is_empty());
+    match (cert, key) {
+        (Some(_), None) | (None, Some(_)) => bad(
+            if cert.is_some() {
+                "api.tls_key_file"
+            } else {
+                "api.tls_cert_file"
+            },
+            "TLS needs both a certificate and a key".into(),
+            "set both api.tls_cert_file and api.tls_key_file, or neither".into(),
+        ),
+        (Some(cf), Some(kf)) => {
+            for (k, f) in [("api.tls_cert_file", cf), ("api.tls_key_file", kf)] {
+                if !std::path::Path::new(f).is_file() {
+                    bad(
+                        k,
+                        format!("{f} does not exist"),
+                        "give the path of a PEM file".into(),
+                    );
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&api.max_body_bytes) {
+        bad(
+            "api.max_body_bytes",
+            format!("{} is outside 1024..=16777216", api.max_body_bytes),
+            "use e.g. 65536".into(),
+        );
+    }
+    if let Some(p) = plan {
+        if u32::from(p.api_port) == u32::from(MDNS_PORT) {
+            bad(
+                "node.api_port",
+                "5353 is the mDNS port".into(),
+                "choose another control API port".into(),
+            );
+        }
+    }
+
+    drop(bad);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Some(plan) = plan else {
+        return Err(problems);
+    };
+
+    let expected = c.livekit.expected_participants;
+    if expected > 0 {
+        match capacity(c.livekit.port_mode, &plan) {
+            Some(cap) if cap < expected => warnings.push(format!(
+                "capacity: livekit.port_mode = \"range\" gives {} UDP ports ({}-{}), about {cap} participants at two ports each, below livekit.expected_participants = {expected}; use port_mode = \"mux\" (same ports, not port-bound) or widen the range",
+                plan.udp_span(),
+                plan.rtc_udp_start,
+                plan.rtc_udp_end
+            )),
+            _ => {}
+        }
+    }
+    if c.node.mode == Mode::Sub && c.cluster.main_url.is_none() && !c.cluster.mdns {
+        warnings.push(
+            "cluster: this sub has no cluster.main_url (MAIN_NODE_URL) and mDNS is off: it cannot find main".into(),
+        );
+    }
+
+    let runtime_dir = runtime_directory
+        .and_then(|s| s.split(':').next())
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/airclass").join(instance));
+
+    Ok((
+        NodeConfig {
+            instance: instance.to_string(),
+            name,
+            mode: c.node.mode,
+            ports: plan,
+            config: c,
+            layered,
+            runtime_dir,
+            redis,
+        },
+        warnings,
+    ))
+}
+
+/// Parse `redis://[user@]host:port[/db]` (or `rediss://` for TLS). Passwords belong in a file.
+pub fn parse_redis_url(s: &str) -> Result<RedisTarget, (String, String)> {
+    let fix = "use redis://HOST:PORT[/DB] and put the password in redis.password_file".to_string();
+    let u = url::Url::parse(s).map_err(|e| (format!("{s:?} is not a URL: {e}"), fix.clone()))?;
+    let tls = match u.scheme() {
+        "redis" => false,
+        "rediss" => true,
+        other => {
+            return Err((
+                format!("scheme {other:?} is not redis:// or rediss://"),
+                fix,
+            ))
+        }
+    };
+    if u.password().is_some() {
+        return Err((
+            "the URL contains a password; secrets are never inline".into(),
+            "remove it from the URL and write it to the file named by redis.password_file".into(),
+        ));
+    }
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => return Err((format!("{s:?} has no host"), fix)),
+    };
+    let port = u.port().unwrap_or(6379);
+    let db = match u.path().trim_start_matches('/') {
+        "" => 0,
+        d => d
+            .parse::<i64>()
+            .map_err(|_| (format!("database {d:?} is not a number"), fix.clone()))?,
+    };
+    let username = Some(u.username().to_string()).filter(|s| !s.is_empty());
+    Ok(RedisTarget {
+        address: format!("{host}:{port}"),
+        username,
+        db,
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! LiveKit's health as a supervisor sees it: `GET /` on its port, and what a 406 means.
+//!
+//! 200 `OK` is healthy. 406 `Not Ready` while Redis itself is unreachable is *degraded*: every
+//! node sees the same outage, and restarting them all is a restart storm (livekit#4663). A 406
+//! with Redis up, any other answer, or no answer counts as a failed probe.
+
+use std::time::Duration;
+
+use crate::config::{RedisTarget, Secret};
+
+/// One probe's raw result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Ok,
+    NotReady(String),
+    Unexpected(u16),
+    Down(String),
+}
+
+/// What the supervisor makes of a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Degraded(String),
+    Failing(String),
+}
+
+/// GET `http://127.0.0.1:PORT/`.
+pub async fn probe(client: &reqwest::Client, port: u16, timeout: Duration) -> Probe {
+    let url = format!("http://127.0.0.1:{port}/");
+    match client.get(&url).timeout(timeout).send().await {
+        Ok(r) if r.status().as_u16() == 200 => Probe::Ok,
+        Ok(r) if r.status().as_u16() == 406 => {
+            let body = r.text().await.unwrap_or_default();
+            Probe::NotReady(body.lines().next().unwrap_or("Not Ready").to_string())
+        }
+        Ok(r) => Probe::Unexpected(r.status().as_u16()),
+        Err(e) if e.is_timeout() => Probe::Down(format!("no answer within {timeout:?}")),
+        Err(e) if e.is_connect() => Probe::Down("connection refused".into()),
+        Err(e) => Probe::Down(e.to_string()),
+    }
+}
+
+/// Classify a probe; `redis_up` is `Some` only for clustered nodes, checked after a 406.
+pub fn classify(probe: &Probe, redis_up: Option<bool>) -> Verdict {
+    match (probe, redis_up) {
+        (Probe::Ok, _) => Verdict::Healthy,
+        (Probe::NotReady(_), Some(false)) => Verdict::Degraded(
+            "Redis is unreachable: LiveKit answers 406 Not Ready; not restarting it".into(),
+        ),
+        (Probe::NotReady(b), _) => Verdict::Failing(format!("406 {b}")),
+        (Probe::Unexpected(code), _) => Verdict::Failing(format!("unexpected HTTP {code} on /")),
+        (Probe::Down(why), _) => Verdict::Failing(why.clone()),
+    }
+}
+
+/// PINGs the cluster's Redis (the same one LiveKit uses).
+#[derive(Clone)]
+pub struct RedisProbe {
+    client: redis::Client,
+    address: String,
+}
+
+impl std::fmt::Debug for RedisProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisProbe")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl RedisProbe {
+    pub fn new(target: &RedisTarget, password: Option<&Secret>) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(redis_url(target, password))?;
+        Ok(Self {
+            client,
+            address: target.address.clone(),
+        })
+    }
+
+    /// The address, for messages (never the password).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// True when PING answers within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let fut = async {
+            let mut con = self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+}
+
+/// Build a `redis://` URL for the client library (the password never leaves this process).
+pub fn redis_url(target: &RedisTarget, password: Option<&Secret>) -> String {
+    let scheme = if target.tls { "rediss" } else { "redis" };
+    let mut u = match url::Url::parse(&format!("{scheme}://{}/{}", target.address, target.db)) {
+        Ok(u) => u,
+        Err(_) => return format!("{scheme}://{}/{}", target.address, target.db),
+    };
+    if let Some(user) = &target.username {
+        let _ = u.set_username(user);
+    }
+    if let Some(p) = password {
+        let _ = u.set_password(Some(p.expose()));
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(&Probe::Ok, None), Verdict::Healthy);
+        assert!(matches!(
+            classify(&Probe::NotReady("Not Ready".into()), Some(false)),
+            Verdict::Degraded(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::NotReady("Not Ready".into()), Some(true)),
+            Verdict::Failing(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::NotReady("x".into()), None),
+            Verdict::Failing(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::Unexpected(500), Some(false)),
+            Verdict::Failing(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::Down("refused".into()), None),
+            Verdict::Failing(_)
+        ));
+    }
+
+    #[test]
+    fn url_with_password_is_encoded() {
+        let t = RedisTarget {
+            address: "127.0.0.1:6380".into(),
+            username: None,
+            db: 1,
+            tls: false,
+        };
+        let u = redis_url(&t, Some(&Secret::new("p@ss/word")));
+        assert_eq!(u, "redis://:p%40ss%2Fword@127.0.0.1:6380/1");
+        assert_eq!(redis_url(&t, None), "redis://127.0.0.1:6380/1");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `airclass-node` binary with the LiveKit stand-in (a test double).
+//!
+//! One test binary (modules below); each test gets its own temp dir, free ports and its own
+//! fake `NOTIFY_SOCKET`, so tests run in parallel.
+
+mod cli;
+mod harness;
+mod lifecycle;
+mod supervision;

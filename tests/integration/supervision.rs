@@ -1,0 +1,169 @@
+//! Failures after ready: crash, hang, drain deadline, daemon death, Redis outage.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_livekit_is_restarted() {
+    let node = NodeDir::standalone("");
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let old = d.livekit_pid().await.unwrap();
+    let t0 = Instant::now();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    let new = d.wait_ready_pid(Some(old), Duration::from_secs(20)).await;
+    let new = new.unwrap_or_else(|| panic!("not restarted:\n{}", d.log_text()));
+    assert_ne!(new, old);
+    figure("kill9_to_ready_again_ms", t0.elapsed().as_millis());
+    let (_, v) = d.get_json("/api/node").await;
+    assert_eq!(v["livekit"]["restarts"], 1);
+    assert!(d
+        .log_text()
+        .contains("LiveKit exited unexpectedly (signal 9 (SIGKILL))"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_of_livekit_is_detected_and_restarted() {
+    let node = NodeDir::standalone("");
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let old = d.livekit_pid().await.unwrap();
+    let t0 = Instant::now();
+    kill(Pid::from_raw(old as i32), Signal::SIGSTOP).unwrap();
+    let new = d.wait_ready_pid(Some(old), Duration::from_secs(30)).await;
+    let new = new.unwrap_or_else(|| panic!("hung child not replaced:\n{}", d.log_text()));
+    assert_ne!(new, old);
+    assert!(!alive(old), "the hung LiveKit is still there");
+    let log = d.log_text();
+    assert!(
+        log.contains("health probe failed 3 times in a row"),
+        "{log}"
+    );
+    figure("sigstop_to_ready_again_ms", t0.elapsed().as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_budget_then_sigkill() {
+    // the stand-in ignores SIGTERM: the daemon must SIGKILL it after drain (3 s) + 2 s
+    let node = NodeDir::standalone("");
+    let mut d = Daemon::spawn(&node, &[("STANDIN_IGNORE_SIGTERM", "1")]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let lk = d.livekit_pid().await.unwrap();
+    let t0 = Instant::now();
+    d.signal(Signal::SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let took = t0.elapsed();
+    assert!(!alive(lk), "LiveKit survived");
+    let log = d.log_text();
+    assert!(log.contains("second SIGTERM"), "{log}");
+    assert!(log.contains("LiveKit ignored SIGTERM; SIGKILL"), "{log}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(12),
+        "stop took {took:?}"
+    );
+    figure("stop_with_unresponsive_livekit_ms", took.as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_daemon_leaves_no_livekit() {
+    let node = NodeDir::standalone("");
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let lk = d.livekit_pid().await.unwrap();
+    assert!(alive(lk));
+    d.signal(Signal::SIGKILL);
+    let _ = d.wait_exit(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(lk) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(lk), "orphaned LiveKit {lk} survived the daemon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_degraded_not_a_restart_storm() {
+    let Some(redis) = Redis::start() else {
+        println!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let node = NodeDir::with_mode(
+        "main",
+        "main",
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
+    );
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let pid = d.livekit_pid().await.unwrap();
+    let port = redis.port;
+    drop(redis); // Redis goes away: LiveKit answers 406 Not Ready
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut state = String::new();
+    while Instant::now() < deadline {
+        state = d.livekit_state().await;
+        if state == "degraded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "degraded", "{}", d.log_text());
+    // stays degraded, no restart, and the watchdog keeps being fed
+    let t0 = Instant::now();
+    d.collect_notes(Duration::from_secs(3)).await;
+    assert_eq!(
+        d.livekit_pid().await,
+        Some(pid),
+        "LiveKit was restarted during a Redis outage"
+    );
+    assert!(
+        d.notes
+            .iter()
+            .filter(|n| n.at >= t0 && n.text.contains("WATCHDOG=1"))
+            .count()
+            >= 5
+    );
+    let (code, v) = d.get_json("/readyz").await;
+    assert_eq!(code, 503, "{v}");
+    // Redis back -> ready again, same process
+    let _redis = Redis::start_on(port).unwrap();
+    let back = d.wait_ready_pid(None, Duration::from_secs(15)).await;
+    assert_eq!(back, Some(pid));
+}
