@@ -201,17 +201,16 @@ c_config_error() {
   X "$N" systemctl start "$UNIT" 2>/dev/null || rc=$?
   lab_log "  systemctl start -> rc=$rc after $(lab_el "$t")s"
   sleep 7   # RestartSec=5s: a restart would have happened by now
-  local res main pre nr act
+  local res main nr act
   res=$(X "$N" systemctl show -P Result "$UNIT")
   main=$(X "$N" systemctl show -P ExecMainStatus "$UNIT")
-  pre=$(X "$N" systemctl show -p ExecStartPre "$UNIT" | grep -oE 'status=[0-9]+' | head -1)
   nr=$(X "$N" systemctl show -P NRestarts "$UNIT")
   act=$(X "$N" systemctl is-active "$UNIT" || true)
-  lab_log "  Result=$res ExecMainStatus=$main ExecStartPre(check) $pre NRestarts=$nr state=$act"
+  lab_log "  Result=$res ExecMainStatus=$main NRestarts=$nr state=$act"
   X "$N" journalctl -q -u "$UNIT" -o cat --no-pager | grep -m3 -E 'no_such_key|error' | sed 's/^/  | /' >&2
   X "$N" rm -f /etc/airclass/nodes/main.toml
   X "$N" systemctl reset-failed "$UNIT" 2>/dev/null || true
-  [[ $rc != 0 && ( $main == 78 || $pre == status=78 ) && $nr == 0 && $act != active && $act != activating ]]
+  [[ $rc != 0 && $main == 78 && $nr == 0 && $act == failed ]]
 }
 unit_active() { [[ $(X "$N" systemctl is-active "$UNIT" 2>/dev/null) == active ]]; }
 sums() { X "$N" sh -c 'cd /etc/airclass/secrets && sha256sum * | sort'; }
@@ -233,10 +232,11 @@ c_remove_stops() {
   [[ $(X "$N" systemctl is-active "$UNIT") == active ]] || X "$N" systemctl start "$UNIT" || return 1
   X "$N" env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q airclass-node > "$LAB/logs/deb-remove.log" 2>&1 \
     || { tail -20 "$LAB/logs/deb-remove.log" >&2; return 1; }
-  local act; act=$(X "$N" systemctl is-active "$UNIT" || true)
-  lab_log "  after remove: $UNIT $act; secrets kept: $(X "$N" test -f /etc/airclass/secrets/cluster-secret && echo yes || echo no)"
-  [[ $act != active ]] && ! X "$N" nft list table inet airclass_main >/dev/null 2>&1 \
-    && X "$N" test -f /etc/airclass/secrets/cluster-secret
+  local act tbl=absent; act=$(X "$N" systemctl is-active "$UNIT" || true)
+  X "$N" nft list table inet airclass_main >/dev/null 2>&1 && tbl=present
+  lab_log "  after remove: $UNIT $act (Result=$(X "$N" systemctl show -P Result "$UNIT")); nft table $tbl; secrets kept: $(X "$N" test -f /etc/airclass/secrets/cluster-secret && echo yes || echo no)"
+  X "$N" journalctl -q -u "$UNIT" -n 12 -o cat --no-pager | sed 's/^/  | /' >&2
+  [[ $act == inactive && $tbl == absent ]] && X "$N" test -f /etc/airclass/secrets/cluster-secret
 }
 c_purge() {
   X "$N" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q airclass-node > "$LAB/logs/deb-purge.log" 2>&1 \
