@@ -30,8 +30,9 @@ pub fn drop_for_children() -> Result<usize, PrivilegeError> {
         source,
     })?;
     // capset(2) is in systemd's @privileged set, which the unit filters (EPERM): call it only
-    // when there is something to clear.
-    if !caps::read(None, CapSet::Inheritable).unwrap_or_default().is_empty() {
+    // when there is something to clear (or the set cannot be read).
+    let inheritable_set = caps::read(None, CapSet::Inheritable).map_or(true, |s| !s.is_empty());
+    if inheritable_set {
         caps::clear(None, CapSet::Inheritable).map_err(|source| PrivilegeError::Clear {
             set: "inheritable",
             source,

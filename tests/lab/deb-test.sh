@@ -213,6 +213,15 @@ c_config_error() {
   [[ $rc != 0 && $main == 78 && $nr == 0 && $act == failed ]]
 }
 unit_active() { [[ $(X "$N" systemctl is-active "$UNIT" 2>/dev/null) == active ]]; }
+c_enable_via_target() {  # an enabled instance is started by the target (as at boot)
+  X "$N" systemctl enable -q "$UNIT" || return 1
+  local wants; wants=$(X "$N" ls /etc/systemd/system/airclass-node.target.wants/ 2>/dev/null | tr '\n' ' ')
+  X "$N" systemctl stop "$UNIT"
+  X "$N" systemctl start airclass-node.target || return 1
+  wait_for 30 unit_active || return 1
+  lab_log "  airclass-node.target.wants: $wants-> $UNIT $(X "$N" systemctl is-active "$UNIT") after starting the target"
+  [[ $wants == *"$UNIT"* ]]
+}
 sums() { X "$N" sh -c 'cd /etc/airclass/secrets && sha256sum * | sort'; }
 c_reinstall() {
   X "$N" systemctl start "$UNIT" || return 1
@@ -275,6 +284,7 @@ if [[ $(X "$N" dpkg-query -W -f='${db:Status-Status}' airclass-node 2>/dev/null)
     lab_skip "running-instance checks" "instance not active"
   fi
   lab_check "config error: exit 78, no restart loop" c_config_error
+  lab_check "enabled instance started by airclass-node.target" c_enable_via_target
   lab_check "reinstall keeps keys+config, restarts instance" c_reinstall
   lab_check "apt-get remove stops instances" c_remove_stops
   lab_check "apt-get purge removes /etc/airclass" c_purge
