@@ -244,55 +244,60 @@ LiveKit's rendered config and key file (mode 0600), rewritten at every start
 systemctl(1), journalctl(1), nft(8)
 "#;
 
-/// `firewall open|close|show`: the instance's nftables table (see `crate::firewall`).
-/// `open` needs the port plan (config errors exit 78); `close` needs only the name, so it also
-/// works in `ExecStopPost=` after a failed `check`.
+/// `firewall open|close|show`: the instance's own nftables table (`firewall` module).
 pub fn firewall(cli: &Cli, action: crate::cli::FirewallAction, instance: &str) -> u8 {
     use crate::cli::FirewallAction;
-    use crate::firewall::{self, FirewallError, FirewallSpec};
+    use crate::firewall;
+    let backend =
+        match firewall::parse_backend(std::env::var(firewall::BACKEND_ENV).ok().as_deref()) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CONFIG;
+            }
+        };
     let result = match action {
+        // closing needs no config: it must work even after a failed start
+        FirewallAction::Close => firewall::close_with(backend, instance),
+        FirewallAction::Show => match firewall::show(instance) {
+            Ok(Some(text)) => {
+                println!("{text}");
+                Ok(())
+            }
+            Ok(None) => {
+                println!("no table {} (ports closed)", firewall::table_name(instance));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         FirewallAction::Open => {
-            let node = match config::resolve(&sources(cli), instance, None) {
-                Ok((node, _)) => node,
+            let (node, _) = match config::resolve(&sources(cli), instance, None) {
+                Ok(x) => x,
                 Err(p) => {
                     print_problems(&p);
                     return exit::CONFIG;
                 }
             };
             let p = node.ports;
-            let mdns = node.mode != config::Mode::Standalone && node.config.cluster.mdns;
-            let spec = FirewallSpec::for_node(
+            let spec = firewall::FirewallSpec::for_node(
                 instance,
                 p.livekit_port,
                 p.rtc_tcp_port,
                 p.api_port,
                 (p.rtc_udp_start, p.rtc_udp_end),
-                mdns,
+                node.mode.is_clustered() && node.config.cluster.mdns,
             );
-            firewall::open(&spec)
+            firewall::open_with(backend, &spec)
         }
-        FirewallAction::Close => firewall::close(instance),
-        FirewallAction::Show => match firewall::show(instance) {
-            Ok(Some(text)) => {
-                print!("{text}");
-                Ok(())
-            }
-            Ok(None) => {
-                println!("no table inet {}", firewall::table_name(instance));
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
     };
     match result {
         Ok(()) => exit::OK,
-        Err(e @ FirewallError::InvalidSpec(_)) => {
-            eprintln!("error: {e}");
-            exit::CONFIG
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            exit::FAILURE
+            eprintln!("error: firewall {action:?} for {instance}: {e}");
+            match e {
+                firewall::FirewallError::InvalidSpec(_) => exit::CONFIG,
+                _ => exit::FAILURE,
+            }
         }
     }
 }

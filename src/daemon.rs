@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, NodeState};
+use crate::cluster::discovery::Discovery;
+use crate::cluster::runtime::{self as cluster, ClusterContext};
+use crate::cluster::store::StoreError;
 use crate::config::{NodeConfig, Secrets};
 use crate::livekit::health::RedisProbe;
 use crate::livekit::render;
@@ -45,13 +48,21 @@ pub enum DaemonError {
     Tls(String),
     #[error("{0}")]
     Cluster(String),
+    /// The shared Redis belongs to another cluster id (a configuration error: exit 78).
+    #[error("{0}")]
+    RedisOwnedByOther(StoreError),
+    /// The cluster role cannot start with this configuration (exit 78).
+    #[error("{0}")]
+    ClusterConfig(String),
 }
 
 impl DaemonError {
     /// Exit code for `main` (see `exit.rs`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Tls(_) => crate::exit::CONFIG,
+            DaemonError::Tls(_)
+            | DaemonError::RedisOwnedByOther(_)
+            | DaemonError::ClusterConfig(_) => crate::exit::CONFIG,
             _ => crate::exit::FAILURE,
         }
     }
@@ -62,6 +73,8 @@ impl DaemonError {
 pub struct RunOptions {
     /// Seed for backoff jitter (None: from the OS).
     pub jitter_seed: Option<u64>,
+    /// Discovery to use instead of mDNS (in-process tests).
+    pub discovery: Option<Arc<dyn Discovery>>,
 }
 
 fn supervisor_config(node: &NodeConfig, redis: Option<RedisProbe>) -> SupervisorConfig {
@@ -112,6 +125,7 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    crate::tls::install_crypto_provider();
     let started = Instant::now();
     let notifier = Notifier::new();
     let tracker = TaskTracker::new();
@@ -125,7 +139,8 @@ pub async fn run(
     render::write(&rendered)?;
     tracing::info!(path = %rendered.config_path.display(), mode = node.mode.as_str(), "LiveKit config written");
 
-    // 2. cluster init: clustered nodes need the Redis they share with LiveKit
+    // 2. cluster init: clustered nodes need the Redis they share with LiveKit, and it must be ours
+    let mut store = None;
     let redis = match &node.redis {
         Some(target) => {
             let probe = RedisProbe::new(target, secrets.redis_password.as_ref()).map_err(|e| {
@@ -141,6 +156,16 @@ pub async fn run(
                 }
             })?;
             tracing::info!(address = %target.address, "Redis reachable");
+            store = Some(
+                cluster::claim_redis(&probe, &node.config.cluster.id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::OwnedByOther { .. } => DaemonError::RedisOwnedByOther(e),
+                        StoreError::Redis { address, error } => {
+                            DaemonError::RedisUnreachable { address, error }
+                        }
+                    })?,
+            );
             Some(probe)
         }
         None => None,
@@ -188,7 +213,10 @@ pub async fn run(
     };
     {
         let cancel = root.child_token();
-        let mut sampler = Sampler::new(node.config.node.sysload_override);
+        let mut sampler = Sampler::with_override_file(
+            node.config.node.sysload_override,
+            Some(node.runtime_dir.join(crate::stats::SYSLOAD_OVERRIDE_FILE)),
+        );
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
@@ -208,21 +236,44 @@ pub async fn run(
         stats: stats_rx.clone(),
         started,
     };
-    let app = api::router(state, Router::new());
-    let api_cancel = root.child_token();
-    let api_task = match serve_api(&node, app, api_cancel.clone(), &tracker).await {
-        Ok(t) => t,
+    // the cluster role: main (membership, placement, joins), sub (find main, heartbeats) or
+    // standalone (joins for itself)
+    let cluster_cancel = root.child_token();
+    let cluster = cluster::start(ClusterContext {
+        node: node.clone(),
+        secrets: secrets.clone(),
+        livekit: lk_rx.clone(),
+        stats: stats_rx.clone(),
+        store,
+        discovery: opts.discovery.clone(),
+        tracker: tracker.clone(),
+        cancel: cluster_cancel.clone(),
+    })
+    .await;
+    let cluster = match cluster {
+        Ok(c) => c,
         Err(e) => {
             lk_cancel.cancel();
             if let Some(t) = sup_task.take() {
                 let _ = t.await;
             }
-            return Err(e);
+            return Err(DaemonError::ClusterConfig(e.to_string()));
         }
     };
+    let app = api::router(state, cluster.routes.clone(), cluster.replaces_node_rooms);
+    let api_cancel = root.child_token();
+    if let Err(e) = serve_api(&node, app, api_cancel.clone(), &tracker).await {
+        cluster_cancel.cancel();
+        cluster.stop();
+        lk_cancel.cancel();
+        if let Some(t) = sup_task.take() {
+            let _ = t.await;
+        }
+        return Err(e);
+    }
 
     // 5. READY
-    let cluster_status = String::new();
+    let cluster_status = cluster.status.borrow().clone();
     let line = status_line(&node, &lk_rx.borrow(), &cluster_status);
     notifier.ready(&line);
     tracing::info!(
@@ -236,12 +287,15 @@ pub async fn run(
     {
         let cancel = root.child_token();
         let mut rx = lk_rx.clone();
+        let mut crx = cluster.status.clone();
         let node = node.clone();
         let notifier = notifier.clone();
         tracker.spawn(async move {
             let mut last = String::new();
+            let mut cluster_open = true;
             loop {
-                let line = status_line(&node, &rx.borrow_and_update(), "");
+                let text = crx.borrow_and_update().clone();
+                let line = status_line(&node, &rx.borrow_and_update(), &text);
                 if line != last {
                     notifier.status(&line);
                     last = line;
@@ -249,6 +303,7 @@ pub async fn run(
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = rx.changed() => if r.is_err() { break },
+                    r = crx.changed(), if cluster_open => if r.is_err() { cluster_open = false },
                 }
             }
         });
@@ -309,6 +364,9 @@ pub async fn run(
     // 7. ordered shutdown
     notifier.stopping("stopping: draining LiveKit");
     let t0 = Instant::now();
+    // leave the cluster first (bounded, ~2 s) so main places no new room here while LiveKit drains
+    cluster.leave().await;
+    tracing::info!(took_ms = t0.elapsed().as_millis() as u64, "cluster left");
     lk_cancel.cancel();
     // the supervisor's own drain deadline bounds this wait
     tracker.close();
@@ -321,8 +379,9 @@ pub async fn run(
     )
     .await;
     api_cancel.cancel();
+    cluster_cancel.cancel();
+    cluster.stop();
     root.cancel();
-    let _ = api_task;
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
         .await
         .is_err()

@@ -22,3 +22,4 @@ pub mod livekit;
 pub mod logging;
 pub mod stats;
 pub mod systemd;
+pub mod tls;

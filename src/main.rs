@@ -51,7 +51,7 @@ fn run(cli: &Cli, instance: &str) -> u8 {
             return exit::FAILURE;
         }
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    airclass_node::tls::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -22,10 +22,24 @@ pub struct Sample {
 pub struct Sampler {
     sys: System,
     sysload_override: Option<f64>,
+    override_file: Option<std::path::PathBuf>,
 }
+
+/// Name of the drill file in the runtime directory: when it holds a number, that number is
+/// reported as the node's sysload (lets an operator or the lab drain a node of new rooms
+/// without restarting it; `rm` it to return to the measured value).
+pub const SYSLOAD_OVERRIDE_FILE: &str = "sysload-override";
 
 impl Sampler {
     pub fn new(sysload_override: Option<f64>) -> Self {
+        Self::with_override_file(sysload_override, None)
+    }
+
+    /// Like [`Sampler::new`], also reading `file` (if present) at every sample.
+    pub fn with_override_file(
+        sysload_override: Option<f64>,
+        file: Option<std::path::PathBuf>,
+    ) -> Self {
         let mut sys = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_memory(MemoryRefreshKind::nothing().with_ram())
@@ -35,6 +49,7 @@ impl Sampler {
         Self {
             sys,
             sysload_override,
+            override_file: file,
         }
     }
 
@@ -46,14 +61,21 @@ impl Sampler {
             .map(|n| n.get())
             .unwrap_or(1);
         let measured = sysload(load1, num_cpus);
+        let from_file = self
+            .override_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0);
+        let overridden = from_file.or(self.sysload_override);
         Sample {
             cpu_percent: self.sys.global_cpu_usage(),
             memory_used_bytes: self.sys.used_memory(),
             memory_total_bytes: self.sys.total_memory(),
             load1,
             num_cpus,
-            sysload: self.sysload_override.unwrap_or(measured),
-            sysload_overridden: self.sysload_override.is_some(),
+            sysload: overridden.unwrap_or(measured),
+            sysload_overridden: overridden.is_some(),
         }
     }
 }
@@ -83,5 +105,13 @@ mod tests {
         let b = s.sample();
         assert_eq!(b.sysload, 0.95);
         assert!(b.sysload_overridden);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(SYSLOAD_OVERRIDE_FILE);
+        let mut s = Sampler::with_override_file(None, Some(f.clone()));
+        assert!(!s.sample().sysload_overridden);
+        std::fs::write(&f, "2.5\n").unwrap();
+        assert_eq!(s.sample().sysload, 2.5);
+        std::fs::write(&f, "garbage").unwrap();
+        assert!(!s.sample().sysload_overridden);
     }
 }

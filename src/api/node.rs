@@ -10,13 +10,18 @@ use serde_json::json;
 use super::{ApiError, NodeState};
 use crate::livekit::rooms;
 
-pub fn routes(state: NodeState) -> Router {
-    Router::new()
+/// `with_rooms = false` leaves `/api/livekit/rooms` to the cluster's router (main).
+pub fn routes(state: NodeState, with_rooms: bool) -> Router {
+    let r = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/node", get(node))
-        .route("/api/livekit/rooms", get(local_rooms))
-        .with_state(state)
+        .route("/api/node", get(node));
+    let r = if with_rooms {
+        r.route("/api/livekit/rooms", get(local_rooms))
+    } else {
+        r
+    };
+    r.with_state(state)
 }
 
 /// The daemon's event loop answers.

@@ -200,18 +200,18 @@ impl Membership {
             }
             Some(e) => RegisterOutcome::Replaced { previous: e.state },
         };
-        let registered_at = match (&outcome, self.nodes.get(&info.name)) {
-            (RegisterOutcome::Refreshed { .. }, Some(e)) => e.registered_at,
-            _ => now,
-        };
-        let state_since = match (&outcome, self.nodes.get(&info.name)) {
-            (
-                RegisterOutcome::Refreshed {
-                    previous: NodeState::Alive,
-                },
-                Some(e),
-            ) => e.state_since,
-            _ => now,
+        // A refresh by the same process keeps its registration time (and, if it was Alive,
+        // the time it became Alive); anything else starts afresh.
+        let (registered_at, state_since) = match (outcome, self.nodes.get(&info.name)) {
+            (RegisterOutcome::Refreshed { previous }, Some(e)) => {
+                let since = if previous == NodeState::Alive {
+                    e.state_since
+                } else {
+                    now
+                };
+                (e.registered_at, since)
+            }
+            _ => (now, now),
         };
         let entry = NodeEntry {
             info,

@@ -153,6 +153,15 @@ pub fn synthetic_candidates(n: usize) -> Vec<Candidate> {
         .collect()
 }
 
+/// Benchmark body: place `rooms` rooms (`room-0`, `room-1`, …) on `nodes`, returning a
+/// checksum of the winning scores so the work cannot be optimised away. Time it from the caller.
+pub fn bench_place_rooms(nodes: &[Candidate], rooms: usize, sysload_limit: f64) -> u64 {
+    (0..rooms).fold(0u64, |acc, i| {
+        let room = format!("room-{i}");
+        acc ^ choose(&room, nodes, sysload_limit).map_or(0, |c| c.score)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -307,6 +316,11 @@ mod tests {
         assert_eq!(c.iter().filter(|c| c.sysload >= 0.7).count(), 30);
         let got = choose("room", &c, 0.7).unwrap();
         assert_eq!(got.reason, Reason::UnderLimit);
+        let want = (0..50).fold(0, |acc, i| {
+            acc ^ choose(&format!("room-{i}"), &c, 0.7).unwrap().score
+        });
+        assert_eq!(bench_place_rooms(&c, 50, 0.7), want);
+        assert_ne!(want, 0);
     }
 
     /// Figures for the report, not assertions: `cargo test --lib placement_latency -- --ignored --nocapture`.
@@ -317,10 +331,7 @@ mod tests {
             let c = synthetic_candidates(n);
             let iters = 200_000 / n.max(1) + 100;
             let t = std::time::Instant::now();
-            let mut sink = 0u64;
-            for i in 0..iters {
-                sink ^= choose(&format!("room-{i}"), &c, 0.7).map_or(0, |c| c.score);
-            }
+            let sink = bench_place_rooms(&c, iters, 0.7);
             let per = t.elapsed() / iters as u32;
             println!(
                 "placement over {n} nodes: {per:?} per choose ({iters} iterations, sink {sink})"

@@ -340,7 +340,6 @@ pub fn resolve(
         }
     }
 
-    drop(bad);
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -350,8 +350,13 @@ impl Supervisor {
         let started = Instant::now();
         let deadline = started + self.cfg.ready_timeout;
         let mut last_extend = Instant::now() - Duration::from_secs(60);
-        let poll = Duration::from_millis(50);
         loop {
+            // poll fast at first (LiveKit is usually ready within ~100 ms), then every 50 ms
+            let poll = if started.elapsed() < Duration::from_secs(1) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
             if first && last_extend.elapsed() >= Duration::from_secs(2) {
                 // tell systemd we are still making progress while LiveKit is slow to start
                 self.notifier.extend_timeout(Duration::from_secs(10));
@@ -408,6 +413,10 @@ impl Supervisor {
         let mut tick = tokio::time::interval(self.cfg.health_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let probe_timeout = self.cfg.health_interval.min(Duration::from_secs(2));
+        // LiveKit's stats (and so `/`) recover only on its next keepalive after Redis returns:
+        // keep treating 406 as degraded for a while after the last failed Redis PING.
+        let recovery_grace = Duration::from_secs(10).max(self.cfg.health_interval * 5);
+        let mut redis_last_down: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return None,
@@ -420,7 +429,12 @@ impl Supervisor {
             let probe = health::probe(&self.http, self.cfg.livekit_port, probe_timeout).await;
             let redis_up = match (&probe, &self.cfg.redis) {
                 (Probe::NotReady(_), Some(r)) => {
-                    Some(r.ping(Duration::from_millis(500)).await.is_ok())
+                    let up = r.ping(Duration::from_millis(500)).await.is_ok();
+                    if !up {
+                        redis_last_down = Some(Instant::now());
+                    }
+                    let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
+                    Some(up && !recovering)
                 }
                 _ => None,
             };

@@ -62,7 +62,12 @@ impl NodeDir {
         let (livekit_port, tcp, api_port) = (base, base + 1, base + 2);
         let secrets = dir.path().join("secrets");
         std::fs::create_dir(&secrets).unwrap();
-        let w = |n: &str, v: &str| std::fs::write(secrets.join(n), v).unwrap();
+        let w = |n: &str, v: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(secrets.join(n), v).unwrap();
+            std::fs::set_permissions(secrets.join(n), std::fs::Permissions::from_mode(0o640))
+                .unwrap();
+        };
         w("livekit-api-key", "APItestkey1234\n");
         w(
             "livekit-api-secret",
@@ -98,6 +103,8 @@ node_ip = "127.0.0.1"
 
 [cluster]
 secret_file = "{cluster}"
+# tests never send multicast outside the machine's loopback
+mdns = false
 
 [api]
 bind = "127.0.0.1"
@@ -151,7 +158,8 @@ pub const APP_TOKEN: &str = "test-app-token-0123456789";
 /// A running daemon. Dropping it SIGKILLs the daemon and any LiveKit it started.
 pub struct Daemon {
     pub child: Child,
-    pub sock: UnixDatagram,
+    /// Every notify message so far (a task drains the socket, as systemd does).
+    inbox: std::sync::Arc<std::sync::Mutex<Vec<Notify>>>,
     pub log: PathBuf,
     pub spawned: Instant,
     pub notes: Vec<Notify>,
@@ -163,6 +171,7 @@ pub struct Daemon {
 impl Daemon {
     /// Spawn `run` with a fake NOTIFY_SOCKET and WATCHDOG_USEC, extra env.
     pub fn spawn(node: &NodeDir, env: &[(&str, &str)]) -> Self {
+        airclass_node::tls::install_crypto_provider();
         let sock_path = node
             .path()
             .join(format!("notify-{}", rand::random::<u32>()));
@@ -180,9 +189,21 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
+        let inbox = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = inbox.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                sink.lock().unwrap().push(Notify {
+                    at: Instant::now(),
+                    text,
+                });
+            }
+        });
         Self {
             child,
-            sock,
+            inbox,
             log,
             spawned: Instant::now(),
             notes: Vec::new(),
@@ -196,36 +217,25 @@ impl Daemon {
         self.child.id() as i32
     }
 
-    /// Read notify messages until one contains `needle` (or timeout). Returns its time.
+    /// Wait until a notify message contains `needle` (or timeout). Returns its arrival time.
     pub async fn wait_note(&mut self, needle: &str, timeout: Duration) -> Option<Instant> {
-        if let Some(n) = self.notes.iter().find(|n| n.text.contains(needle)) {
-            return Some(n.at);
-        }
         let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
-        while Instant::now() < deadline {
-            let left = deadline - Instant::now();
-            match tokio::time::timeout(left, self.sock.recv(&mut buf)).await {
-                Ok(Ok(n)) => {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let at = Instant::now();
-                    self.notes.push(Notify {
-                        at,
-                        text: text.clone(),
-                    });
-                    if text.contains(needle) {
-                        return Some(at);
-                    }
-                }
-                _ => break,
+        loop {
+            self.notes = self.inbox.lock().unwrap().clone();
+            if let Some(n) = self.notes.iter().find(|n| n.text.contains(needle)) {
+                return Some(n.at);
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        None
     }
 
     /// Collect notify messages for `d`.
     pub async fn collect_notes(&mut self, d: Duration) {
-        let _ = self.wait_note("\u{0}never\u{0}", d).await;
+        tokio::time::sleep(d).await;
+        self.notes = self.inbox.lock().unwrap().clone();
     }
 
     pub fn log_text(&self) -> String {
@@ -393,6 +403,17 @@ impl Drop for Redis {
 }
 
 /// Print a measured figure in a form the test log keeps.
+/// Also appended to target/test-logs/figures.txt, which the test command prints at the end.
 pub fn figure(name: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
     println!("FIGURE {name}: {value}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("figures.txt"))
+    {
+        let _ = writeln!(f, "{name}: {value}");
+    }
 }

@@ -177,7 +177,7 @@ async fn livekit_child_has_no_capabilities() {
         assert_eq!(v, "0000000000000000", "{f} of LiveKit is {v}");
     }
     // and it dies with the daemon
-    assert_eq!(status_field(pid, "NoNewPrivs").is_some(), true);
+    assert!(status_field(pid, "NoNewPrivs").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,102 @@
+#!/bin/bash
+# scripts/test.sh - the test command (README quick start; .ci/run calls it). Run as root.
+#
+# Installs what the tests need (Debian packages, cargo-deb), then runs every tier:
+#   fmt, clippy                  code hygiene
+#   unit + integration tests     cargo nextest: pure cores, the real daemon with the LiveKit
+#                                stand-in, the stand-in itself, the in-process/multi-process
+#                                cluster with a real redis-server, nftables in a private netns
+#   quickstart                   scripts/local-cluster.sh --once (the README's main job)
+#   systemd hardening            systemd-analyze security --offline (exposure <= 1.5) + verify
+#   nix                          nix-instantiate --parse of every .nix file, port plan vs daemon
+#   deb + lintian                scripts/build-deb.sh, 0 errors / 0 warnings
+#   deb in a container           tests/lab/deb-test.sh (one booted Debian node, real systemd)
+#   three-node lab               tests/lab/lab.sh (three booted nodes, faults, figures)
+# Ends with one line "N passed, N failed".
+#   SKIP="lab deb-container" scripts/test.sh    skip stages by name
+set -Euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOGDIR=${LOGDIR:-$ROOT/target/test-logs}
+mkdir -p "$LOGDIR"
+SKIP=${SKIP:-}
+T0=$EPOCHREALTIME
+declare -a RESULTS=()
+PASSED=0
+FAILED=0
+
+el() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}'; }
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+stage() {  # stage NAME CMD...
+  local name=$1; shift
+  if [[ " $SKIP " == *" $name "* ]]; then
+    RESULTS+=("SKIP  $name (SKIP=$SKIP)"); say "$name: skipped"; return 0
+  fi
+  say "$name"
+  local t=$EPOCHREALTIME rc=0
+  "$@" 2>&1 | tee "$LOGDIR/$name.log" || rc=${PIPESTATUS[0]}
+  if [[ $rc == 0 ]]; then
+    RESULTS+=("PASS  $name ($(el "$t") s)"); PASSED=$((PASSED + 1))
+  else
+    RESULTS+=("FAIL  $name ($(el "$t") s, rc=$rc, log $LOGDIR/$name.log)"); FAILED=$((FAILED + 1))
+  fi
+}
+
+install_deps() {
+  [[ $EUID == 0 ]] || { echo "run as root (apt-get, nftables, containers)"; return 1; }
+  local pkgs=(redis-server nftables systemd-container debootstrap lintian nix-bin avahi-utils
+              iproute2 curl python3 dpkg-dev gzip util-linux procps)
+  local missing=()
+  local p
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "apt-get install ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # the tests start their own redis-server on free ports; a system one is not needed
+  if ! cargo deb --version 2>/dev/null | grep -qE 'cargo-deb (3\.([89]|[1-9][0-9])|[4-9])'; then
+    echo "cargo install cargo-deb ^3.8"
+    cargo install -q cargo-deb --version '^3.8' --locked
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "cargo install cargo-nextest"
+    cargo install -q cargo-nextest --locked
+  fi
+  echo "dependencies present"
+}
+
+security_check() {
+  local unit=systemd/airclass-node@.service
+  systemd-analyze security --offline=true --threshold=15 --no-pager "$unit" | tail -3 || return 1
+  local out; out=$(systemd-analyze security --offline=true --no-pager "$unit" | tail -1)
+  echo "FIGURE systemd exposure: $out"
+}
+
+nextest() {
+  rm -f target/test-logs/figures.txt
+  cargo nextest run --locked --no-fail-fast --lib --tests
+  local rc=$?
+  [[ -f target/test-logs/figures.txt ]] && sed "s/^/FIGURE /" target/test-logs/figures.txt
+  return $rc
+}
+
+stage deps install_deps
+[[ $FAILED == 0 ]] || { printf '%s\n' "${RESULTS[@]}"; echo "0 passed, 1 failed"; exit 1; }
+stage fmt cargo fmt --check
+stage clippy cargo clippy --locked --all-targets -- -D warnings
+stage tests nextest
+stage quickstart scripts/local-cluster.sh --once
+stage systemd-security security_check
+[[ -x scripts/nix-check.sh ]] && stage nix scripts/nix-check.sh
+stage deb env LINTIAN=1 scripts/build-deb.sh
+[[ -x tests/lab/deb-test.sh ]] && stage deb-container tests/lab/deb-test.sh
+[[ -x tests/lab/lab.sh ]] && stage lab tests/lab/lab.sh
+
+echo
+echo "---------------- summary ($(el "$T0") s)"
+printf '%s\n' "${RESULTS[@]}"
+grep -h '^FIGURE\|FIGURE ' "$LOGDIR"/*.log 2>/dev/null | sed 's/^.*FIGURE /FIGURE /' | sort -u | head -60 || true
+echo "$PASSED passed, $FAILED failed"
+[[ $FAILED == 0 ]]
