@@ -334,26 +334,39 @@ in
         (
           let
             withPorts = lib.filterAttrs (_: i: i.ports != null) enabledInstances;
-            tcp = lib.concatLists (
-              lib.mapAttrsToList (n: i: [
-                i.ports.livekit_port
-                i.ports.rtc_tcp_port
-                i.ports.api_port
-              ]) withPorts
+            tcpUses = lib.concatLists (
+              lib.mapAttrsToList (
+                n: i:
+                map (k: {
+                  port = i.ports.${k};
+                  what = "${n}.${k}";
+                }) [
+                  "livekit_port"
+                  "rtc_tcp_port"
+                  "api_port"
+                ]
+              ) withPorts
+            );
+            tcpClashes = lib.filter (g: lib.length g > 1) (
+              lib.attrValues (lib.groupBy (u: toString u.port) tcpUses)
             );
             ranges = lib.mapAttrsToList (n: i: {
               inherit n;
               from = i.ports.rtc_udp_start;
               to = i.ports.rtc_udp_end;
             }) withPorts;
-            overlap = a: b: a.n != b.n && a.from <= b.to && b.from <= a.to;
-            udpClash = lib.any (a: lib.any (overlap a) ranges) ranges;
+            udpClashes = lib.concatMap (
+              a: map (b: "${a.n} and ${b.n} (UDP ${toString a.from}-${toString a.to} / ${toString b.from}-${toString b.to})") (
+                lib.filter (b: a.n < b.n && a.from <= b.to && b.from <= a.to) ranges
+              )
+            ) ranges;
+            clashes =
+              map (g: "TCP ${toString (lib.head g).port}: ${lib.concatMapStringsSep ", " (u: u.what) g}") tcpClashes
+              ++ udpClashes;
           in
           {
-            assertion = lib.length tcp == lib.length (lib.unique tcp) && !udpClash;
-            message = "services.airclass-node: two instances on this machine use the same TCP port or overlapping RTC UDP ranges (${
-              lib.concatStringsSep "; " (lib.mapAttrsToList (n: i: "${n}: ${builtins.toJSON i.ports}") withPorts)
-            }); give one of them explicit ports in settings.node.";
+            assertion = clashes == [ ];
+            message = "services.airclass-node: instances on this machine share ports: ${lib.concatStringsSep "; " clashes}. Give one of them explicit ports in settings.node.";
           }
         )
       ];

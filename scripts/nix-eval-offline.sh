@@ -7,8 +7,9 @@
 # The project's tracked files (plus untracked, not ignored ones) are copied to a temporary git
 # repository without flake.lock, because a flake only sees tracked files and Nix 2.8 silently
 # reuses a locked `path:` input after the tree changed. Debian's nix-bin 2.8 evaluates nixpkgs up
-# to 25.05. Env: KEEP=1 keeps the temporary copy; SYSTEMD_STUB=1 adds placeholder unit files
-# when systemd/ is missing (only to evaluate this branch alone; the result then says so).
+# to 25.05. Env: KEEP=1 keeps the temporary copy; when systemd/ is missing (a branch evaluated
+# before the unit files were merged), SYSTEMD_FROM=DIR copies them from DIR, or SYSTEMD_STUB=1
+# adds placeholders (the summary line then says so).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -34,7 +35,12 @@ rm -f "$src/flake.lock"
 
 stub=""
 if [ ! -f "$src/systemd/airclass-node@.service" ]; then
-    if [ "${SYSTEMD_STUB:-0}" = 1 ]; then
+    if [ -n "${SYSTEMD_FROM:-}" ]; then
+        mkdir -p "$src/systemd"
+        cp -a "$SYSTEMD_FROM"/airclass-node@.service "$SYSTEMD_FROM"/airclass-node.target \
+            "$SYSTEMD_FROM"/airclass-node.sysusers "$src/systemd/"
+        stub=" (systemd/ copied from $SYSTEMD_FROM)"
+    elif [ "${SYSTEMD_STUB:-0}" = 1 ]; then
         mkdir -p "$src/systemd"
         printf '[Service]\nExecStart=/usr/bin/airclass-node run --instance %%i\n' >"$src/systemd/airclass-node@.service"
         printf '[Unit]\nDescription=stub\n' >"$src/systemd/airclass-node.target"
