@@ -96,8 +96,8 @@ setup_nodes() {
   # per-instance configuration (no main_url: subs find main over mDNS) and the lab drop-in
   for n in "${NODES[@]}"; do
     local mode=sub; [[ $n == main ]] && mode=main
+    XT 5 "$n" mkdir -p /etc/airclass/nodes /etc/systemd/system/airclass-node@.service.d || return 1
     node_toml "$n" "$mode" "$(ip_of "$n")" | put "$n" "/etc/airclass/nodes/$n.toml" || return 1
-    XT 5 "$n" mkdir -p /etc/systemd/system/airclass-node@.service.d || return 1
     printf '# lab only: detect a hung daemon faster than the unit default (30 s)\n[Service]\nWatchdogSec=%ss\n' \
       "$LAB_WATCHDOG" | put "$n" /etc/systemd/system/airclass-node@.service.d/50-lab.conf || return 1
     XT 30 "$n" systemctl daemon-reload || return 1
@@ -111,7 +111,8 @@ T_START=""
 start_cluster() {
   local n r
   T_START=$(now)
-  XT 60 main systemctl start airclass-node@main || { XT 10 main systemctl status airclass-node@main >&2; return 1; }
+  XT 60 main systemctl start airclass-node@main \
+    || { XT 10 main journalctl --no-pager -o cat -n 15 -u airclass-node@main --output-fields=MESSAGE,ERROR >&2; return 1; }
   lab_log "start: airclass-node@main active after $(dt "$T_START" "$(now)")s"
   for n in node-1 node-2; do XT 60 "$n" systemctl start --no-block "airclass-node@$n" || return 1; done
   for n in node-1 node-2; do
@@ -121,7 +122,7 @@ start_cluster() {
       [[ $r == failed ]] && break
       sleep 0.1
     done
-    [[ $r == active ]] || { XT 10 "$n" systemctl status --no-pager "airclass-node@$n" >&2; lab_log "start: airclass-node@$n is $r"; return 1; }
+    [[ $r == active ]] || { XT 10 "$n" journalctl --no-pager -o cat -n 15 -u "airclass-node@$n" >&2; lab_log "start: airclass-node@$n is $r"; return 1; }
   done
   lab_log "start: airclass-node@{main,node-1,node-2} active after $(dt "$T_START" "$(now)")s"
 }
@@ -131,6 +132,7 @@ collect_logs() {
   for n in "${NODES[@]}"; do
     [[ -f $LAB_RUN/$n/leader.pid ]] && lab_alive "$(lab_leader "$n")" || continue
     XT 20 "$n" journalctl --no-pager -o short-precise -u 'airclass-node@*' > "$LOGS/journal-$n.log" 2>&1 || true
+    XT 20 "$n" journalctl --no-pager -o verbose -u 'airclass-node@*' > "$LOGS/journal-verbose-$n.log" 2>&1 || true
   done
 }
 
