@@ -33,6 +33,15 @@ dt() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a<=b)}'; }   # a <= b (floats)
 save() { cat > "$LOGS/$1"; }
 lk_pid() { local j; j=$(XT 5 "$1" curl -sf "$(api "$1")/api/node") && jget "$j" 'j["livekit"]["pid"]'; }
+# wait_lk_ready NODE TIMEOUT   until the node's /api/node says LiveKit is ready
+wait_lk_ready() {
+  local i j
+  for ((i = 0; i < $2 * 10; i++)); do
+    j=$(XT 5 "$1" curl -sf "$(api "$1")/api/node") && [[ $(jget "$j" 'j["livekit"]["state"]') == ready ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 unit_prop() { XT 10 "$1" systemctl show -P "$3" "airclass-node@$2"; }
 
 # ------------------------------------------------------------------ setup
@@ -402,14 +411,17 @@ EOF
   t1=$(now)
   ip -n "$LAB_NETNS" link set vb-node-2 up || { why+=" link up failed;"; ok=0; }
   r=$(ctl main wait "$(main_api)" "node-2=alive" 30) || { why+=" not back;"; ok=0; }
-  local back; back=$(dt "$t1" "$(jget "$r" 'j["t"]')")
-  FIG="dead ${t_dead}s after the cut (suspect ${t_susp}s; window ${window}s after the last heartbeat); ${verdict#* }; rejoined ${back}s after restore${why:+; FAIL:$why}"
+  local back lkback="not ready in 30 s"; back=$(dt "$t1" "$(jget "$r" 'j["t"]')")
+  # LiveKit on node-2 lost main's Redis meanwhile: let it become ready again before moving on
+  wait_lk_ready node-2 30 && lkback="$(dt "$t1" "$(now)")s" || { why+=" node-2's LiveKit not ready again;"; ok=0; }
+  FIG="dead ${t_dead}s after the cut (suspect ${t_susp}s; window ${window}s after the last heartbeat); ${verdict#* }; rejoined ${back}s after restore, its LiveKit ready ${lkback}${why:+; FAIL:$why}"
   [[ $ok == 1 ]]
 }
 
 # 9. Main loss: subs keep LiveKit healthy and retry; main back -> both subs within one heartbeat.
 s9() {
   local ok=1 why="" t_stop s1 s2 p1 p2 st1 st2 r t_up back
+  wait_lk_ready node-1 20 && wait_lk_ready node-2 20 || { FIG="precondition: the subs' LiveKit is not ready"; return 1; }
   T0=$(now)
   XT 60 main systemctl stop airclass-node@main || { FIG="stop failed"; return 1; }
   t_stop=$(now)
