@@ -109,13 +109,13 @@ echo
 curl -sf http://127.0.0.1:8000/api/cluster/nodes | python3 -c '
 import json, sys
 nodes = json.load(sys.stdin)
-nodes = nodes.get("nodes", nodes) if isinstance(nodes, dict) else nodes
-print(f"{\"node\":8} {\"mode\":5} {\"state\":7} {\"livekit\":22} {\"rtc udp\":12} {\"sysload\":>7} {\"rooms\":>5}")
+row = "{:8} {:5} {:7} {:22} {:12} {:>7} {:>5}"
+print(row.format("node", "mode", "state", "livekit", "rtc udp", "sysload", "rooms"))
 for n in nodes:
-    s = n.get("stats") or {}
-    rtc = n.get("rtc_udp") or n.get("rtc") or []
-    rtc = f"{rtc[0]}-{rtc[1]}" if isinstance(rtc, list) and len(rtc) == 2 else str(rtc)
-    print(f"{n.get(\"name\",\"?\"):8} {n.get(\"mode\",\"?\"):5} {n.get(\"state\",\"?\"):7} {n.get(\"livekit_url\",\"?\"):22} {rtc:12} {s.get(\"sysload\",0):7.2f} {s.get(\"rooms\",0):5}")
+    s, i = n.get("stats") or {}, n.get("info") or {}
+    r = i.get("rtc_range") or {}
+    rtc = "{}-{}".format(r.get("start", "?"), r.get("end", "?"))
+    print(row.format(n.get("name", "?"), i.get("mode", "?"), n.get("state", "?"), i.get("livekit_url", "?"), rtc, "{:.2f}".format(s.get("sysload", 0)), s.get("rooms", 0)))
 ' || curl -s http://127.0.0.1:8000/api/cluster/nodes
 echo
 TOKEN=$(cat "$W/secrets/app-token")

@@ -11,10 +11,20 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "airclass-node", version, about, long_about = None)]
 pub struct Cli {
     /// Cluster-wide config file (a missing default file means "all defaults").
-    #[arg(long, global = true, env = "AIRCLASS_CONFIG", default_value = "/etc/airclass/airclass.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRCLASS_CONFIG",
+        default_value = "/etc/airclass/airclass.toml"
+    )]
     pub config: PathBuf,
     /// Folder of per-instance files (NAME.toml).
-    #[arg(long, global = true, env = "AIRCLASS_NODES_DIR", default_value = "/etc/airclass/nodes")]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRCLASS_NODES_DIR",
+        default_value = "/etc/airclass/nodes"
+    )]
     pub nodes_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,

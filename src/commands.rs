@@ -34,7 +34,11 @@ fn credentials_dir() -> Option<PathBuf> {
 fn print_problems(problems: &[Problem]) {
     let mut err = std::io::stderr().lock();
     for p in problems {
-        let _ = writeln!(err, "error: {}: {}: {}\n  fix: {}", p.source, p.key, p.problem, p.fix);
+        let _ = writeln!(
+            err,
+            "error: {}: {}: {}\n  fix: {}",
+            p.source, p.key, p.problem, p.fix
+        );
     }
     let _ = writeln!(
         err,
@@ -244,13 +248,14 @@ systemctl(1), journalctl(1), nft(8)
 pub fn firewall(cli: &Cli, action: crate::cli::FirewallAction, instance: &str) -> u8 {
     use crate::cli::FirewallAction;
     use crate::firewall;
-    let backend = match firewall::parse_backend(std::env::var(firewall::BACKEND_ENV).ok().as_deref()) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CONFIG;
-        }
-    };
+    let backend =
+        match firewall::parse_backend(std::env::var(firewall::BACKEND_ENV).ok().as_deref()) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CONFIG;
+            }
+        };
     let result = match action {
         // closing needs no config: it must work even after a failed start
         FirewallAction::Close => firewall::close_with(backend, instance),

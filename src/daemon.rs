@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, NodeState};
+use crate::cluster::discovery::Discovery;
+use crate::cluster::runtime::{self as cluster, ClusterContext};
+use crate::cluster::store::StoreError;
 use crate::config::{NodeConfig, Secrets};
 use crate::livekit::health::RedisProbe;
 use crate::livekit::render;
@@ -45,13 +48,21 @@ pub enum DaemonError {
     Tls(String),
     #[error("{0}")]
     Cluster(String),
+    /// The shared Redis belongs to another cluster id (a configuration error: exit 78).
+    #[error("{0}")]
+    RedisOwnedByOther(StoreError),
+    /// The cluster role cannot start with this configuration (exit 78).
+    #[error("{0}")]
+    ClusterConfig(String),
 }
 
 impl DaemonError {
     /// Exit code for `main` (see `exit.rs`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Tls(_) => crate::exit::CONFIG,
+            DaemonError::Tls(_)
+            | DaemonError::RedisOwnedByOther(_)
+            | DaemonError::ClusterConfig(_) => crate::exit::CONFIG,
             _ => crate::exit::FAILURE,
         }
     }
@@ -62,6 +73,8 @@ impl DaemonError {
 pub struct RunOptions {
     /// Seed for backoff jitter (None: from the OS).
     pub jitter_seed: Option<u64>,
+    /// Discovery to use instead of mDNS (in-process tests).
+    pub discovery: Option<Arc<dyn Discovery>>,
 }
 
 fn supervisor_config(node: &NodeConfig, redis: Option<RedisProbe>) -> SupervisorConfig {
@@ -126,8 +139,8 @@ pub async fn run(
     render::write(&rendered)?;
     tracing::info!(path = %rendered.config_path.display(), mode = node.mode.as_str(), "LiveKit config written");
 
-    // 2. cluster init: clustered nodes need the Redis they share with LiveKit
-    // HOOK(cluster): after the PING, check/write the cluster-id marker in Redis (refuse another cluster's Redis).
+    // 2. cluster init: clustered nodes need the Redis they share with LiveKit, and it must be ours
+    let mut store = None;
     let redis = match &node.redis {
         Some(target) => {
             let probe = RedisProbe::new(target, secrets.redis_password.as_ref()).map_err(|e| {
@@ -136,14 +149,23 @@ pub async fn run(
                     error: e.to_string(),
                 }
             })?;
-            probe
-                .ping(Duration::from_secs(3))
-                .await
-                .map_err(|error| DaemonError::RedisUnreachable {
+            probe.ping(Duration::from_secs(3)).await.map_err(|error| {
+                DaemonError::RedisUnreachable {
                     address: target.address.clone(),
                     error,
-                })?;
+                }
+            })?;
             tracing::info!(address = %target.address, "Redis reachable");
+            store = Some(
+                cluster::claim_redis(&probe, &node.config.cluster.id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::OwnedByOther { .. } => DaemonError::RedisOwnedByOther(e),
+                        StoreError::Redis { address, error } => {
+                            DaemonError::RedisUnreachable { address, error }
+                        }
+                    })?,
+            );
             Some(probe)
         }
         None => None,
@@ -177,7 +199,11 @@ pub async fn run(
             }
             return Err(DaemonError::LivekitStart(msg));
         }
-        Err(_) => return Err(DaemonError::LivekitStart("supervisor ended during start".into())),
+        Err(_) => {
+            return Err(DaemonError::LivekitStart(
+                "supervisor ended during start".into(),
+            ))
+        }
     }
 
     // statistics, sampled every 2 s
@@ -210,24 +236,44 @@ pub async fn run(
         stats: stats_rx.clone(),
         started,
     };
-    // HOOK(cluster): start the cluster role here (main: membership + routes; sub: discovery,
-    // register/heartbeat loops) and merge its routes instead of Router::new().
-    let app = api::router(state, Router::new());
-    let api_cancel = root.child_token();
-    let api_task = match serve_api(&node, app, api_cancel.clone(), &tracker).await {
-        Ok(t) => t,
+    // the cluster role: main (membership, placement, joins), sub (find main, heartbeats) or
+    // standalone (joins for itself)
+    let cluster_cancel = root.child_token();
+    let cluster = cluster::start(ClusterContext {
+        node: node.clone(),
+        secrets: secrets.clone(),
+        livekit: lk_rx.clone(),
+        stats: stats_rx.clone(),
+        store,
+        discovery: opts.discovery.clone(),
+        tracker: tracker.clone(),
+        cancel: cluster_cancel.clone(),
+    })
+    .await;
+    let cluster = match cluster {
+        Ok(c) => c,
         Err(e) => {
             lk_cancel.cancel();
             if let Some(t) = sup_task.take() {
                 let _ = t.await;
             }
-            return Err(e);
+            return Err(DaemonError::ClusterConfig(e.to_string()));
         }
     };
+    let app = api::router(state, cluster.routes.clone(), cluster.replaces_node_rooms);
+    let api_cancel = root.child_token();
+    if let Err(e) = serve_api(&node, app, api_cancel.clone(), &tracker).await {
+        cluster_cancel.cancel();
+        cluster.stop();
+        lk_cancel.cancel();
+        if let Some(t) = sup_task.take() {
+            let _ = t.await;
+        }
+        return Err(e);
+    }
 
     // 5. READY
-    // HOOK(cluster): the cluster's own status text (e.g. `main: 3 nodes live`, `Main Node not found`).
-    let cluster_status = String::new();
+    let cluster_status = cluster.status.borrow().clone();
     let line = status_line(&node, &lk_rx.borrow(), &cluster_status);
     notifier.ready(&line);
     tracing::info!(
@@ -241,12 +287,15 @@ pub async fn run(
     {
         let cancel = root.child_token();
         let mut rx = lk_rx.clone();
+        let mut crx = cluster.status.clone();
         let node = node.clone();
         let notifier = notifier.clone();
         tracker.spawn(async move {
             let mut last = String::new();
+            let mut cluster_open = true;
             loop {
-                let line = status_line(&node, &rx.borrow_and_update(), "");
+                let text = crx.borrow_and_update().clone();
+                let line = status_line(&node, &rx.borrow_and_update(), &text);
                 if line != last {
                     notifier.status(&line);
                     last = line;
@@ -254,6 +303,7 @@ pub async fn run(
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = rx.changed() => if r.is_err() { break },
+                    r = crx.changed(), if cluster_open => if r.is_err() { cluster_open = false },
                 }
             }
         });
@@ -264,9 +314,12 @@ pub async fn run(
         let cancel = root.child_token();
         let rx = lk_rx.clone();
         let notifier = notifier.clone();
-        let stale_after =
-            Duration::from_millis(node.config.livekit.health_interval_ms) * 3 + Duration::from_secs(5);
-        tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+        let stale_after = Duration::from_millis(node.config.livekit.health_interval_ms) * 3
+            + Duration::from_secs(5);
+        tracing::info!(
+            period_ms = period.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -279,7 +332,11 @@ pub async fn run(
                 if fresh && s.state != LivekitState::Failed {
                     notifier.watchdog();
                 } else {
-                    tracing::warn!(state = s.state.as_str(), stale_ms = s.checked_at.elapsed().as_millis() as u64, "withholding the watchdog ping: supervisor not making progress");
+                    tracing::warn!(
+                        state = s.state.as_str(),
+                        stale_ms = s.checked_at.elapsed().as_millis() as u64,
+                        "withholding the watchdog ping: supervisor not making progress"
+                    );
                 }
             }
         });
@@ -306,12 +363,15 @@ pub async fn run(
 
     // 7. ordered shutdown
     notifier.stopping("stopping: draining LiveKit");
-    // HOOK(cluster): a sub sends POST /api/cluster/leave here (bounded, ~2 s) before LiveKit drains.
     let t0 = Instant::now();
+    // leave the cluster first (bounded, ~2 s) so main places no new room here while LiveKit drains
+    cluster.leave().await;
+    tracing::info!(took_ms = t0.elapsed().as_millis() as u64, "cluster left");
     lk_cancel.cancel();
     // the supervisor's own drain deadline bounds this wait
     tracker.close();
-    let drain_deadline = Duration::from_secs(node.config.livekit.drain_timeout_secs) + Duration::from_secs(5);
+    let drain_deadline =
+        Duration::from_secs(node.config.livekit.drain_timeout_secs) + Duration::from_secs(5);
     let mut rx = lk_rx.clone();
     let _ = tokio::time::timeout(
         drain_deadline,
@@ -319,9 +379,13 @@ pub async fn run(
     )
     .await;
     api_cancel.cancel();
+    cluster_cancel.cancel();
+    cluster.stop();
     root.cancel();
-    let _ = api_task;
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 5 s");
     }
     tracing::info!(took_ms = t0.elapsed().as_millis() as u64, "stopped");
@@ -353,7 +417,8 @@ async fn serve_api(
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
             .map_err(|e| DaemonError::Tls(format!("cannot load {cert} / {key}: {e}")))?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| DaemonError::Bind { addr, source })?;
         std_listener
             .set_nonblocking(true)
             .map_err(|source| DaemonError::Bind { addr, source })?;

@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Set up the global subscriber. `default_level` applies when `RUST_LOG` is unset.
 pub fn init(instance: Option<&str>, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     if under_journal {
         if let Ok(layer) = tracing_journald::layer() {
@@ -18,7 +19,10 @@ pub fn init(instance: Option<&str>, default_level: &str) {
                 .with_field_prefix(None)
                 .with_syslog_identifier("airclass-node".into())
                 .with_custom_fields([("INSTANCE", instance.unwrap_or("-"))]);
-            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
             return;
         }
     }

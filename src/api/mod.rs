@@ -60,9 +60,11 @@ async fn not_found() -> ApiError {
 }
 
 /// The whole router: node routes, `extra` (cluster routes), body limit, JSON 404.
-pub fn router(state: NodeState, extra: Router) -> Router {
+/// `extra_has_rooms`: `extra` carries its own `GET /api/livekit/rooms` (main's cluster-wide
+/// list), which then replaces the node-level one.
+pub fn router(state: NodeState, extra: Router, extra_has_rooms: bool) -> Router {
     let limit = state.node.config.api.max_body_bytes;
-    node::routes(state)
+    node::routes(state, !extra_has_rooms)
         .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))

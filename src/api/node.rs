@@ -10,13 +10,18 @@ use serde_json::json;
 use super::{ApiError, NodeState};
 use crate::livekit::rooms;
 
-pub fn routes(state: NodeState) -> Router {
-    Router::new()
+/// `with_rooms = false` leaves `/api/livekit/rooms` to the cluster's router (main).
+pub fn routes(state: NodeState, with_rooms: bool) -> Router {
+    let r = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/node", get(node))
-        .route("/api/livekit/rooms", get(local_rooms))
-        .with_state(state)
+        .route("/api/node", get(node));
+    let r = if with_rooms {
+        r.route("/api/livekit/rooms", get(local_rooms))
+    } else {
+        r
+    };
+    r.with_state(state)
 }
 
 /// The daemon's event loop answers.
@@ -28,7 +33,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
     let lk = s.livekit.borrow().clone();
     if lk.state == crate::livekit::LivekitState::Ready {
-        (StatusCode::OK, Json(json!({ "ready": true, "livekit": lk.state })))
+        (
+            StatusCode::OK,
+            Json(json!({ "ready": true, "livekit": lk.state })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +74,12 @@ async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, Ap
         s.secrets.api_secret.expose(),
     )
     .await
-    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "livekit_unavailable", e.to_string()))?;
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "livekit_unavailable",
+            e.to_string(),
+        )
+    })?;
     Ok(Json(json!({ "node": s.node.name, "rooms": rooms })))
 }

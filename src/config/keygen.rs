@@ -26,31 +26,40 @@ pub fn token_sha256_hex(token: &str) -> String {
 /// Files are 0640 with group `group` when that group exists (0600 for the plain app token).
 pub fn init_dir(dir: &Path, group: &str) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    let gid = nix::unistd::Group::from_name(group).ok().flatten().map(|g| g.gid);
+    let gid = nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()
+        .map(|g| g.gid);
     if let Some(gid) = gid {
         nix::unistd::chown(dir, None, Some(gid)).map_err(std::io::Error::from)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
     }
     let mut created = Vec::new();
-    let mut make = |name: &str, value: String, mode: u32, group_readable: bool| -> std::io::Result<()> {
-        let path = dir.join(name);
-        if path.exists() {
-            return Ok(());
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)?;
-        f.write_all(value.as_bytes())?;
-        f.write_all(b"\n")?;
-        if let (Some(gid), true) = (gid, group_readable) {
-            nix::unistd::chown(&path, None, Some(gid)).map_err(std::io::Error::from)?;
-        }
-        created.push(name.to_string());
-        Ok(())
-    };
-    make("livekit-api-key", format!("API{}", random_base62(12)), 0o640, true)?;
+    let mut make =
+        |name: &str, value: String, mode: u32, group_readable: bool| -> std::io::Result<()> {
+            let path = dir.join(name);
+            if path.exists() {
+                return Ok(());
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)?;
+            f.write_all(value.as_bytes())?;
+            f.write_all(b"\n")?;
+            if let (Some(gid), true) = (gid, group_readable) {
+                nix::unistd::chown(&path, None, Some(gid)).map_err(std::io::Error::from)?;
+            }
+            created.push(name.to_string());
+            Ok(())
+        };
+    make(
+        "livekit-api-key",
+        format!("API{}", random_base62(12)),
+        0o640,
+        true,
+    )?;
     make("livekit-api-secret", random_base62(43), 0o640, true)?;
     make("cluster-secret", random_base62(43), 0o640, true)?;
     let token_path = dir.join("app-token");
@@ -77,13 +86,20 @@ mod tests {
         assert_eq!(created.len(), 5);
         let secret = std::fs::read_to_string(d.join("livekit-api-secret")).unwrap();
         assert!(secret.trim().len() >= 32);
-        let mode = std::fs::metadata(d.join("app-token")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(d.join("app-token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let token = std::fs::read_to_string(d.join("app-token")).unwrap();
         let hash = std::fs::read_to_string(d.join("app-token.sha256")).unwrap();
         assert_eq!(hash.trim(), token_sha256_hex(&token));
         assert!(init_dir(&d, "x").unwrap().is_empty());
-        assert_eq!(std::fs::read_to_string(d.join("livekit-api-secret")).unwrap(), secret);
+        assert_eq!(
+            std::fs::read_to_string(d.join("livekit-api-secret")).unwrap(),
+            secret
+        );
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvKind)] = &[
     ("NODE_NAME", "node.name", EnvKind::Str),
     ("MAIN_NODE_URL", "cluster.main_url", EnvKind::Str),
     ("LIVEKIT_PORT", "node.livekit_port", EnvKind::Port),
-    ("LIVEKIT_RTC_PORT_START", "node.rtc_udp_start", EnvKind::Port),
+    (
+        "LIVEKIT_RTC_PORT_START",
+        "node.rtc_udp_start",
+        EnvKind::Port,
+    ),
     ("LIVEKIT_RTC_PORT_END", "node.rtc_udp_end", EnvKind::Port),
     ("REDIS_URL", "redis.url", EnvKind::Str),
     ("LIVEKIT_BINARY", "livekit.binary", EnvKind::Str),
@@ -78,7 +82,13 @@ pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>>
         Ok(Some(t)) => {
             files.push(cluster_file.clone());
             let t = check_against_schema(t, &cluster_file.display().to_string(), &mut problems);
-            merge_into(&mut merged, t, "", &cluster_file.display().to_string(), &mut provenance);
+            merge_into(
+                &mut merged,
+                t,
+                "",
+                &cluster_file.display().to_string(),
+                &mut provenance,
+            );
         }
         Ok(None) => {}
         Err(p) => problems.push(p),
@@ -89,7 +99,13 @@ pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>>
         Ok(Some(t)) => {
             files.push(node_file.clone());
             let t = check_against_schema(t, &node_file.display().to_string(), &mut problems);
-            merge_into(&mut merged, t, "", &node_file.display().to_string(), &mut provenance);
+            merge_into(
+                &mut merged,
+                t,
+                "",
+                &node_file.display().to_string(),
+                &mut provenance,
+            );
         }
         Ok(None) => {}
         Err(p) => problems.push(p),

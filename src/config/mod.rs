@@ -98,7 +98,9 @@ pub fn load_secrets(
     };
     let redis_password = match (&c.redis.password_file, node.mode.is_clustered()) {
         (Some(f), true) if !f.is_empty() => get(REDIS_PASSWORD, Some(f)),
-        (_, true) if credentials_dir.is_some_and(|d| d.join(REDIS_PASSWORD.credential).exists()) => {
+        (_, true)
+            if credentials_dir.is_some_and(|d| d.join(REDIS_PASSWORD.credential).exists()) =>
+        {
             get(REDIS_PASSWORD, None)
         }
         _ => None,

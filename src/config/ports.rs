@@ -238,12 +238,16 @@ mod tests {
     fn node_15_is_last_derivable() {
         assert_eq!(p("node-15").rtc_udp_end, 65020);
         let errs = plan("node-16", PortOverrides::default()).unwrap_err();
-        assert!(errs.iter().any(|e| e.key == "node.rtc_udp_start" && e.problem.contains("above 65535")));
+        assert!(errs
+            .iter()
+            .any(|e| e.key == "node.rtc_udp_start" && e.problem.contains("above 65535")));
     }
 
     #[test]
     fn names_that_do_not_derive() {
-        for bad in ["node-0", "node-01", "node-", "node-x", "Main", "edge", "node-1a"] {
+        for bad in [
+            "node-0", "node-01", "node-", "node-x", "Main", "edge", "node-1a",
+        ] {
             assert!(node_index(bad).is_none(), "{bad}");
             let errs = plan(bad, PortOverrides::default()).unwrap_err();
             assert_eq!(errs.len(), 5, "{bad}");

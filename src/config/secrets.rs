@@ -107,7 +107,10 @@ pub fn read_secret(
             return Err(Problem::new(
                 "secrets",
                 spec.key,
-                format!("no secret: credential {} is not loaded and no file is configured", spec.credential),
+                format!(
+                    "no secret: credential {} is not loaded and no file is configured",
+                    spec.credential
+                ),
                 format!(
                     "add LoadCredential={}:PATH to the unit or set {} to a file",
                     spec.credential, spec.key
@@ -211,9 +214,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s");
         std::fs::write(&file, "short\n").unwrap();
-        let err = read_secret(API_SECRET, Some(file.to_str().unwrap()), None, &mut vec![]).unwrap_err();
+        let err =
+            read_secret(API_SECRET, Some(file.to_str().unwrap()), None, &mut vec![]).unwrap_err();
         assert!(err.problem.contains("5 characters"), "{err}");
-        assert!(!err.to_string().contains("short"), "the secret itself leaked: {err}");
+        assert!(
+            !err.to_string().contains("short"),
+            "the secret itself leaked: {err}"
+        );
     }
 
     #[test]

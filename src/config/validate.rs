@@ -120,7 +120,8 @@ pub fn resolve(
         bad(
             "livekit.drain_timeout_secs",
             format!("{} is outside 1..=3600", lk.drain_timeout_secs),
-            "choose a drain budget between 1 and 3600 seconds (keep TimeoutStopSec above it)".into(),
+            "choose a drain budget between 1 and 3600 seconds (keep TimeoutStopSec above it)"
+                .into(),
         );
     }
     if !(1..=600).contains(&lk.ready_timeout_secs) {
@@ -168,7 +169,8 @@ pub fn resolve(
         }
     }
     if let Some(url) = lk.url.as_deref().filter(|s| !s.is_empty()) {
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) || url::Url::parse(url).is_err() {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) || url::Url::parse(url).is_err()
+        {
             bad(
                 "livekit.url",
                 format!("{url:?} is not a ws:// or wss:// URL"),
@@ -187,7 +189,10 @@ pub fn resolve(
         } else if taken.is_some_and(|t| t.iter().any(|p| u32::from(*p) == lk.prometheus_port)) {
             bad(
                 "livekit.prometheus_port",
-                format!("{} is already one of the node's TCP ports", lk.prometheus_port),
+                format!(
+                    "{} is already one of the node's TCP ports",
+                    lk.prometheus_port
+                ),
                 "give prometheus a port of its own".into(),
             );
         }
@@ -308,7 +313,11 @@ pub fn resolve(
         (Some(cf), Some(kf)) => {
             for (k, f) in [("api.tls_cert_file", cf), ("api.tls_key_file", kf)] {
                 if !std::path::Path::new(f).is_file() {
-                    bad(k, format!("{f} does not exist"), "give the path of a PEM file".into());
+                    bad(
+                        k,
+                        format!("{f} does not exist"),
+                        "give the path of a PEM file".into(),
+                    );
                 }
             }
         }
@@ -331,7 +340,6 @@ pub fn resolve(
         }
     }
 
-    drop(bad);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -385,7 +393,12 @@ pub fn parse_redis_url(s: &str) -> Result<RedisTarget, (String, String)> {
     let tls = match u.scheme() {
         "redis" => false,
         "rediss" => true,
-        other => return Err((format!("scheme {other:?} is not redis:// or rediss://"), fix)),
+        other => {
+            return Err((
+                format!("scheme {other:?} is not redis:// or rediss://"),
+                fix,
+            ))
+        }
     };
     if u.password().is_some() {
         return Err((

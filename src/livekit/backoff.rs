@@ -82,7 +82,10 @@ mod tests {
         let p = BackoffPolicy::default();
         // jitter 1.0 = the full exponential value
         let full: Vec<u64> = (0..9).map(|n| p.delay(n, 1.0).as_millis() as u64).collect();
-        assert_eq!(full, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        assert_eq!(
+            full,
+            vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
         // jitter 0.0 = half of it
         assert_eq!(p.delay(0, 0.0), Duration::from_millis(250));
         assert_eq!(p.delay(20, 0.0), Duration::from_secs(15));

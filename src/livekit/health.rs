@@ -63,7 +63,9 @@ pub struct RedisProbe {
 
 impl std::fmt::Debug for RedisProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisProbe").field("address", &self.address).finish()
+        f.debug_struct("RedisProbe")
+            .field("address", &self.address)
+            .finish()
     }
 }
 
@@ -137,9 +139,18 @@ mod tests {
             classify(&Probe::NotReady("Not Ready".into()), Some(true)),
             Verdict::Failing(_)
         ));
-        assert!(matches!(classify(&Probe::NotReady("x".into()), None), Verdict::Failing(_)));
-        assert!(matches!(classify(&Probe::Unexpected(500), Some(false)), Verdict::Failing(_)));
-        assert!(matches!(classify(&Probe::Down("refused".into()), None), Verdict::Failing(_)));
+        assert!(matches!(
+            classify(&Probe::NotReady("x".into()), None),
+            Verdict::Failing(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::Unexpected(500), Some(false)),
+            Verdict::Failing(_)
+        ));
+        assert!(matches!(
+            classify(&Probe::Down("refused".into()), None),
+            Verdict::Failing(_)
+        ));
     }
 
     #[test]

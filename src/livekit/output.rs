@@ -148,7 +148,9 @@ fn emit(stream: Stream, line: &str, pid: u32) {
         (_, "DEBUG") => {
             tracing::debug!(target: "livekit", livekit = 1u8, livekit_pid = pid, stream = s, "[LiveKit] {line}")
         }
-        _ => tracing::info!(target: "livekit", livekit = 1u8, livekit_pid = pid, stream = s, "[LiveKit] {line}"),
+        _ => {
+            tracing::info!(target: "livekit", livekit = 1u8, livekit_pid = pid, stream = s, "[LiveKit] {line}")
+        }
     }
 }
 
@@ -167,7 +169,10 @@ mod tests {
         assert!(!t.ready_line_seen());
         t.push("2026-01-01T00:00:00Z\tINFO\tlivekit\tservice/server.go:292\tstarting LiveKit server\t{}");
         assert!(t.ready_line_seen());
-        assert_eq!(t.summary(2), format!("line 49 | {}", t.lines()[TAIL_LINES - 1]));
+        assert_eq!(
+            t.summary(2),
+            format!("line 49 | {}", t.lines()[TAIL_LINES - 1])
+        );
     }
 
     #[tokio::test]
@@ -175,7 +180,9 @@ mod tests {
         // A reader with a full queue must keep draining the pipe (and count drops).
         let (tx, _rx_held_but_never_read) = mpsc::channel(1);
         let tail = OutputTail::new();
-        let data: Vec<u8> = (0..10_000).flat_map(|i| format!("l{i}\n").into_bytes()).collect();
+        let data: Vec<u8> = (0..10_000)
+            .flat_map(|i| format!("l{i}\n").into_bytes())
+            .collect();
         let reader = read_lines(&data[..], Stream::Stderr, tx, tail.clone());
         tokio::time::timeout(std::time::Duration::from_secs(5), reader)
             .await

@@ -247,13 +247,18 @@ mod tests {
 
     /// Compare with tests/golden/NAME; `UPDATE_GOLDEN=1` rewrites the file instead.
     fn golden(name: &str, actual: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, actual).unwrap();
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(actual, expected, "golden file {name} differs (UPDATE_GOLDEN=1 to rewrite)");
+        assert_eq!(
+            actual, expected,
+            "golden file {name} differs (UPDATE_GOLDEN=1 to rewrite)"
+        );
     }
 
     const CLUSTER: &str = "[node]\nmode = \"sub\"\n[redis]\nurl = \"redis://10.77.0.10:6379\"\n";
@@ -261,25 +266,40 @@ mod tests {
     #[test]
     fn golden_main() {
         let n = node("main", "[node]\nmode = \"main\"\n[livekit]\nregion = \"seoul\"\nprometheus_port = 6789\n[redis]\nurl = \"redis://10.77.0.10:6379\"\n");
-        golden("livekit-main.yaml", &render(&n, Some(&secrets()), true).unwrap().config_yaml);
+        golden(
+            "livekit-main.yaml",
+            &render(&n, Some(&secrets()), true).unwrap().config_yaml,
+        );
     }
 
     #[test]
     fn golden_node_1() {
         let n = node("node-1", CLUSTER);
-        golden("livekit-node-1.yaml", &render(&n, Some(&secrets()), true).unwrap().config_yaml);
+        golden(
+            "livekit-node-1.yaml",
+            &render(&n, Some(&secrets()), true).unwrap().config_yaml,
+        );
     }
 
     #[test]
     fn golden_node_3_range_mode() {
-        let n = node("node-3", &format!("{CLUSTER}[livekit]\nport_mode = \"range\"\nnode_ip = \"10.77.0.13\"\n"));
-        golden("livekit-node-3.yaml", &render(&n, Some(&secrets()), true).unwrap().config_yaml);
+        let n = node(
+            "node-3",
+            &format!("{CLUSTER}[livekit]\nport_mode = \"range\"\nnode_ip = \"10.77.0.13\"\n"),
+        );
+        golden(
+            "livekit-node-3.yaml",
+            &render(&n, Some(&secrets()), true).unwrap().config_yaml,
+        );
     }
 
     #[test]
     fn golden_standalone() {
         let n = node("main", "");
-        golden("livekit-standalone.yaml", &render(&n, Some(&secrets()), true).unwrap().config_yaml);
+        golden(
+            "livekit-standalone.yaml",
+            &render(&n, Some(&secrets()), true).unwrap().config_yaml,
+        );
     }
 
     #[test]

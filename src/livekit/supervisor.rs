@@ -282,7 +282,11 @@ impl Supervisor {
                         child = c;
                         tail = t;
                         ready_since = Instant::now();
-                        tracing::info!(pid = child.id().unwrap_or(0), restarts = self.status.borrow().restarts, "LiveKit is ready again");
+                        tracing::info!(
+                            pid = child.id().unwrap_or(0),
+                            restarts = self.status.borrow().restarts,
+                            "LiveKit is ready again"
+                        );
                         break;
                     }
                     StartOutcome::Failed(e) => {
@@ -290,7 +294,10 @@ impl Supervisor {
                         last = e.to_string();
                     }
                     StartOutcome::Cancelled => {
-                        self.set(|s| { s.state = LivekitState::Stopped; s.detail = "stopped".into(); });
+                        self.set(|s| {
+                            s.state = LivekitState::Stopped;
+                            s.detail = "stopped".into();
+                        });
                         return Ok(());
                     }
                 }
@@ -343,8 +350,13 @@ impl Supervisor {
         let started = Instant::now();
         let deadline = started + self.cfg.ready_timeout;
         let mut last_extend = Instant::now() - Duration::from_secs(60);
-        let poll = Duration::from_millis(50);
         loop {
+            // poll fast at first (LiveKit is usually ready within ~100 ms), then every 50 ms
+            let poll = if started.elapsed() < Duration::from_secs(1) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
             if first && last_extend.elapsed() >= Duration::from_secs(2) {
                 // tell systemd we are still making progress while LiveKit is slow to start
                 self.notifier.extend_timeout(Duration::from_secs(10));
@@ -374,7 +386,11 @@ impl Supervisor {
                     s.state = LivekitState::Ready;
                     s.detail = format!("ready in {} ms", took.as_millis());
                 });
-                tracing::info!(pid = pid.unwrap_or(0), ready_ms = took.as_millis() as u64, "LiveKit is ready (GET / answered 200)");
+                tracing::info!(
+                    pid = pid.unwrap_or(0),
+                    ready_ms = took.as_millis() as u64,
+                    "LiveKit is ready (GET / answered 200)"
+                );
                 return StartOutcome::Ready(child, tail);
             }
             if Instant::now() >= deadline {
@@ -389,7 +405,11 @@ impl Supervisor {
     }
 
     /// Watch a ready child; `None` when cancelled, `Some(reason)` when it must be restarted.
-    async fn watch_child(&mut self, child: &mut Child, cancel: &CancellationToken) -> Option<String> {
+    async fn watch_child(
+        &mut self,
+        child: &mut Child,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
         let mut tick = tokio::time::interval(self.cfg.health_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let probe_timeout = self.cfg.health_interval.min(Duration::from_secs(2));
@@ -471,12 +491,19 @@ impl Supervisor {
         let pid = Pid::from_raw(pid as i32);
         let t0 = Instant::now();
         let _ = signal::kill(pid, Signal::SIGTERM);
-        tracing::info!(pid = pid.as_raw(), drain_ms = drain.as_millis() as u64, "SIGTERM sent to LiveKit");
+        tracing::info!(
+            pid = pid.as_raw(),
+            drain_ms = drain.as_millis() as u64,
+            "SIGTERM sent to LiveKit"
+        );
         if let Ok(status) = tokio::time::timeout(drain, child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
             return;
         }
-        tracing::warn!(pid = pid.as_raw(), "LiveKit still draining after the budget; second SIGTERM (force)");
+        tracing::warn!(
+            pid = pid.as_raw(),
+            "LiveKit still draining after the budget; second SIGTERM (force)"
+        );
         let _ = signal::kill(pid, Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
@@ -565,6 +592,9 @@ mod tests {
     fn exit_descriptions() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(describe_exit(Some(ExitStatus::from_raw(0))), "exit code 0");
-        assert_eq!(describe_exit(Some(ExitStatus::from_raw(9))), "signal 9 (SIGKILL)");
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(9))),
+            "signal 9 (SIGKILL)"
+        );
     }
 }

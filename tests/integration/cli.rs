@@ -7,13 +7,24 @@ fn check_ok_and_exit_0() {
     let node = NodeDir::standalone("");
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout, String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with("ok: instance main (standalone mode"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("ok: instance main (standalone mode"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_reports_every_problem_and_exits_78() {
-    let node = NodeDir::standalone("[livekit]\nprot = 1\nlog_level = \"loud\"\n[node]\nmode = \"primary\"\n");
+    let node = NodeDir::standalone(
+        "[livekit]\nprot = 1\nlog_level = \"loud\"\n[node]\nmode = \"primary\"\n",
+    );
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
@@ -33,8 +44,14 @@ fn missing_livekit_binary_is_a_config_error_naming_the_path() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr.contains("LiveKit server failed to start: /nonexistent/livekit-server is missing"), "{stderr}");
-    assert!(stderr.contains("environment variable LIVEKIT_BINARY"), "{stderr}");
+    assert!(
+        stderr.contains("LiveKit server failed to start: /nonexistent/livekit-server is missing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("environment variable LIVEKIT_BINARY"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -44,7 +61,10 @@ fn short_secret_refused_without_showing_it() {
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr.contains("8 characters; at least 32 are required"), "{stderr}");
+    assert!(
+        stderr.contains("8 characters; at least 32 are required"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("tooshort"));
 }
 
@@ -59,9 +79,17 @@ fn run_with_bad_config_exits_78_without_starting() {
 #[test]
 fn render_redacts_secrets() {
     let node = NodeDir::with_mode("node-1", "sub", "");
-    let out = node.cmd(&["render", "--instance", "node-1"]).output().unwrap();
+    let out = node
+        .cmd(&["render", "--instance", "node-1"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("kind: sysload"), "{stdout}");
     assert!(stdout.contains("APItestkey1234: [redacted]"), "{stdout}");
     assert!(!stdout.contains("testsecret-0123456789"), "{stdout}");
@@ -70,9 +98,20 @@ fn render_redacts_secrets() {
 #[test]
 fn ports_json_matches_the_seed() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, port, start) in [("main", 7880, 50000), ("node-1", 7890, 51000), ("node-3", 7910, 53000)] {
+    for (name, port, start) in [
+        ("main", 7880, 50000),
+        ("node-1", 7890, 51000),
+        ("node-3", 7910, 53000),
+    ] {
         let out = std::process::Command::new(DAEMON)
-            .args(["--config", "/nonexistent/x.toml", "ports", "--json", "--instance", name])
+            .args([
+                "--config",
+                "/nonexistent/x.toml",
+                "ports",
+                "--json",
+                "--instance",
+                name,
+            ])
             .env("AIRCLASS_NODES_DIR", dir.path())
             .output()
             .unwrap();
@@ -85,7 +124,12 @@ fn ports_json_matches_the_seed() {
             .env_remove("AIRCLASS_CONFIG")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["livekit_port"], port);
         assert_eq!(v["rtc_udp_start"], start);
@@ -95,9 +139,15 @@ fn ports_json_matches_the_seed() {
 
 #[test]
 fn usage_error_is_2_and_version_is_0() {
-    let out = std::process::Command::new(DAEMON).arg("frobnicate").output().unwrap();
+    let out = std::process::Command::new(DAEMON)
+        .arg("frobnicate")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = std::process::Command::new(DAEMON).arg("--version").output().unwrap();
+    let out = std::process::Command::new(DAEMON)
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("airclass-node "));
 }

@@ -65,14 +65,21 @@ impl NodeDir {
         let w = |n: &str, v: &str| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::write(secrets.join(n), v).unwrap();
-            std::fs::set_permissions(secrets.join(n), std::fs::Permissions::from_mode(0o640)).unwrap();
+            std::fs::set_permissions(secrets.join(n), std::fs::Permissions::from_mode(0o640))
+                .unwrap();
         };
         w("livekit-api-key", "APItestkey1234\n");
-        w("livekit-api-secret", "testsecret-0123456789abcdefghijklmnop\n");
+        w(
+            "livekit-api-secret",
+            "testsecret-0123456789abcdefghijklmnop\n",
+        );
         w("cluster-secret", "clustersecret-0123456789abcdefghijklm\n");
         w(
             "app-token.sha256",
-            &format!("{}\n", airclass_node::config::keygen::token_sha256_hex(APP_TOKEN)),
+            &format!(
+                "{}\n",
+                airclass_node::config::keygen::token_sha256_hex(APP_TOKEN)
+            ),
         );
         let s = |n: &str| secrets.join(n).display().to_string();
         let toml = format!(
@@ -96,6 +103,8 @@ node_ip = "127.0.0.1"
 
 [cluster]
 secret_file = "{cluster}"
+# tests never send multicast outside the machine's loopback
+mdns = false
 
 [api]
 bind = "127.0.0.1"
@@ -163,7 +172,9 @@ impl Daemon {
     /// Spawn `run` with a fake NOTIFY_SOCKET and WATCHDOG_USEC, extra env.
     pub fn spawn(node: &NodeDir, env: &[(&str, &str)]) -> Self {
         airclass_node::tls::install_crypto_provider();
-        let sock_path = node.path().join(format!("notify-{}", rand::random::<u32>()));
+        let sock_path = node
+            .path()
+            .join(format!("notify-{}", rand::random::<u32>()));
         let sock = UnixDatagram::bind(&sock_path).unwrap();
         let log = node.path().join("daemon.log");
         let logf = std::fs::File::create(&log).unwrap();
@@ -184,7 +195,10 @@ impl Daemon {
             let mut buf = vec![0u8; 4096];
             while let Ok(n) = sock.recv(&mut buf).await {
                 let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                sink.lock().unwrap().push(Notify { at: Instant::now(), text });
+                sink.lock().unwrap().push(Notify {
+                    at: Instant::now(),
+                    text,
+                });
             }
         });
         Self {
@@ -262,7 +276,9 @@ impl Daemon {
         while Instant::now() < deadline {
             if let Ok(Ok(r)) = tokio::time::timeout(
                 Duration::from_secs(2),
-                reqwest::Client::new().get(format!("{}/api/node", self.api)).send(),
+                reqwest::Client::new()
+                    .get(format!("{}/api/node", self.api))
+                    .send(),
             )
             .await
             {
@@ -329,7 +345,11 @@ pub fn status_field(pid: u32, field: &str) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with(&format!("{field}:")))
-        .map(|l| l.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default())
+        .map(|l| {
+            l.split_once(':')
+                .map(|x| x.1.trim().to_string())
+                .unwrap_or_default()
+        })
 }
 
 /// A redis-server on a free port (None when redis-server is not installed).
@@ -346,7 +366,16 @@ impl Redis {
 
     pub fn start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

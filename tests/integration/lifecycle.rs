@@ -14,25 +14,50 @@ async fn ready_only_after_livekit_answers_200() {
     let ready = ready.unwrap_or_else(|| panic!("no READY=1; log:\n{}", d.log_text()));
     let since_spawn = ready - d.spawned;
     // LiveKit must answer 200 at the moment READY arrives
-    let r = reqwest::get(format!("http://127.0.0.1:{}/", d.livekit_port)).await.unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{}/", d.livekit_port))
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "OK");
-    assert!(since_spawn >= Duration::from_millis(1500), "READY after {since_spawn:?}, before the stand-in could be ready");
     assert!(
-        d.notes.iter().any(|n| n.text.contains("EXTEND_TIMEOUT_USEC=")),
+        since_spawn >= Duration::from_millis(1500),
+        "READY after {since_spawn:?}, before the stand-in could be ready"
+    );
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.text.contains("EXTEND_TIMEOUT_USEC=")),
         "no EXTEND_TIMEOUT_USEC while LiveKit was slow: {:?}",
         d.notes
     );
-    figure("spawn_to_ready_ms_with_1500ms_child", since_spawn.as_millis());
+    figure(
+        "spawn_to_ready_ms_with_1500ms_child",
+        since_spawn.as_millis(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_cadence_and_status() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
-    let ready_note = d.notes.iter().find(|n| n.text.contains("READY=1")).unwrap().text.clone();
-    assert!(ready_note.contains("STATUS=standalone node main: LiveKit pid"), "{ready_note}");
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let ready_note = d
+        .notes
+        .iter()
+        .find(|n| n.text.contains("READY=1"))
+        .unwrap()
+        .text
+        .clone();
+    assert!(
+        ready_note.contains("STATUS=standalone node main: LiveKit pid"),
+        "{ready_note}"
+    );
     assert!(ready_note.contains("healthy"), "{ready_note}");
     let t0 = std::time::Instant::now();
     d.collect_notes(Duration::from_secs(2)).await;
@@ -45,7 +70,10 @@ async fn watchdog_cadence_and_status() {
     // WATCHDOG_USEC=400000 -> a ping every 200 ms
     assert!(pings.len() >= 7, "only {} pings in 2 s", pings.len());
     let max_gap = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(max_gap < Duration::from_millis(400), "gap {max_gap:?} would trip the watchdog");
+    assert!(
+        max_gap < Duration::from_millis(400),
+        "gap {max_gap:?} would trip the watchdog"
+    );
     figure("watchdog_pings_in_2s", pings.len());
     figure("watchdog_max_gap_ms", max_gap.as_millis());
 }
@@ -54,15 +82,32 @@ async fn watchdog_cadence_and_status() {
 async fn sigterm_sends_stopping_drains_livekit_and_exits_0() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let lk = d.livekit_pid().await.unwrap();
     d.signal(Signal::SIGTERM);
-    assert!(d.wait_note("STOPPING=1", Duration::from_secs(5)).await.is_some());
-    assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{}", d.log_text());
+    assert!(d
+        .wait_note("STOPPING=1", Duration::from_secs(5))
+        .await
+        .is_some());
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
     assert!(!alive(lk), "LiveKit survived the daemon's stop");
     let log = d.log_text();
     assert!(log.contains("SIGTERM sent to LiveKit"), "{log}");
-    assert!(log.contains("[LiveKit]") && log.contains("exit requested, shutting down"), "child did not get SIGTERM:\n{log}");
+    assert!(
+        log.contains("[LiveKit]") && log.contains("exit requested, shutting down"),
+        "child did not get SIGTERM:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +118,10 @@ async fn child_exiting_0_at_start_fails_the_daemon_with_its_output() {
     assert_eq!(code, Some(1), "{}", d.log_text());
     let log = d.log_text();
     assert!(log.contains("LiveKit server failed to start"), "{log}");
-    assert!(log.contains("exited (exit code 0) before it was ready"), "{log}");
+    assert!(
+        log.contains("exited (exit code 0) before it was ready"),
+        "{log}"
+    );
     assert!(!d.notes.iter().any(|n| n.text.contains("READY=1")));
 }
 
@@ -92,14 +140,22 @@ async fn inherited_livekit_variables_are_scrubbed() {
         ],
     );
     assert!(
-        d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(),
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
         "scrubbing failed:\n{}",
         d.log_text()
     );
     let pid = d.livekit_pid().await.unwrap();
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let env = String::from_utf8_lossy(&env);
-    for v in ["LIVEKIT_", "NOTIFY_SOCKET", "WATCHDOG_", "REDIS_HOST", "NODE_IP"] {
+    for v in [
+        "LIVEKIT_",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_",
+        "REDIS_HOST",
+        "NODE_IP",
+    ] {
         assert!(!env.contains(v), "{v} leaked into the child");
     }
 }
@@ -108,21 +164,33 @@ async fn inherited_livekit_variables_are_scrubbed() {
 async fn livekit_child_has_no_capabilities() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let pid = d.livekit_pid().await.unwrap();
     for f in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         let v = status_field(pid, f).unwrap();
         assert_eq!(v, "0000000000000000", "{f} of LiveKit is {v}");
     }
     // and it dies with the daemon
-    assert_eq!(status_field(pid, "NoNewPrivs").is_some(), true);
+    assert!(status_field(pid, "NoNewPrivs").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_endpoint_lists_a_room_created_through_livekit() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let host = format!("http://127.0.0.1:{}", d.livekit_port);
     let client = livekit_api::services::room::RoomClient::with_api_key(
         &host,
@@ -135,7 +203,12 @@ async fn rooms_endpoint_lists_a_room_created_through_livekit() {
         .unwrap();
     let (code, v) = d.get_json("/api/livekit/rooms").await;
     assert_eq!(code, 200, "{v}");
-    let names: Vec<_> = v["rooms"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, vec!["algebra-101".to_string()]);
     let (code, v) = d.get_json("/readyz").await;
     assert_eq!(code, 200, "{v}");

@@ -3,6 +3,8 @@
 //! One test binary (modules below); each test gets its own temp dir, free ports and its own
 //! fake `NOTIFY_SOCKET`, so tests run in parallel.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod harness;
 mod lifecycle;

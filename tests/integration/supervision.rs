@@ -11,7 +11,13 @@ use crate::harness::*;
 async fn kill_9_of_livekit_is_restarted() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
@@ -21,14 +27,22 @@ async fn kill_9_of_livekit_is_restarted() {
     figure("kill9_to_ready_again_ms", t0.elapsed().as_millis());
     let (_, v) = d.get_json("/api/node").await;
     assert_eq!(v["livekit"]["restarts"], 1);
-    assert!(d.log_text().contains("LiveKit exited unexpectedly (signal 9 (SIGKILL))"));
+    assert!(d
+        .log_text()
+        .contains("LiveKit exited unexpectedly (signal 9 (SIGKILL))"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_of_livekit_is_detected_and_restarted() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     kill(Pid::from_raw(old as i32), Signal::SIGSTOP).unwrap();
@@ -37,7 +51,10 @@ async fn sigstop_of_livekit_is_detected_and_restarted() {
     assert_ne!(new, old);
     assert!(!alive(old), "the hung LiveKit is still there");
     let log = d.log_text();
-    assert!(log.contains("health probe failed 3 times in a row"), "{log}");
+    assert!(
+        log.contains("health probe failed 3 times in a row"),
+        "{log}"
+    );
     figure("sigstop_to_ready_again_ms", t0.elapsed().as_millis());
 }
 
@@ -46,17 +63,31 @@ async fn drain_budget_then_sigkill() {
     // the stand-in ignores SIGTERM: the daemon must SIGKILL it after drain (3 s) + 2 s
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[("STANDIN_IGNORE_SIGTERM", "1")]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let lk = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     d.signal(Signal::SIGTERM);
-    assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0), "{}", d.log_text());
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
     let took = t0.elapsed();
     assert!(!alive(lk), "LiveKit survived");
     let log = d.log_text();
     assert!(log.contains("second SIGTERM"), "{log}");
     assert!(log.contains("LiveKit ignored SIGTERM; SIGKILL"), "{log}");
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(12), "stop took {took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(12),
+        "stop took {took:?}"
+    );
     figure("stop_with_unresponsive_livekit_ms", took.as_millis());
 }
 
@@ -64,7 +95,13 @@ async fn drain_budget_then_sigkill() {
 async fn sigkill_of_daemon_leaves_no_livekit() {
     let node = NodeDir::standalone("");
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let lk = d.livekit_pid().await.unwrap();
     assert!(alive(lk));
     d.signal(Signal::SIGKILL);
@@ -82,9 +119,19 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
         println!("SKIPPED: redis-server is not installed");
         return;
     };
-    let node = NodeDir::with_mode("main", "main", &format!("[redis]\nurl = \"{}\"\n", redis.url()));
+    let node = NodeDir::with_mode(
+        "main",
+        "main",
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
+    );
     let mut d = Daemon::spawn(&node, &[]);
-    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let pid = d.livekit_pid().await.unwrap();
     let port = redis.port;
     drop(redis); // Redis goes away: LiveKit answers 406 Not Ready
@@ -101,8 +148,18 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
     // stays degraded, no restart, and the watchdog keeps being fed
     let t0 = Instant::now();
     d.collect_notes(Duration::from_secs(3)).await;
-    assert_eq!(d.livekit_pid().await, Some(pid), "LiveKit was restarted during a Redis outage");
-    assert!(d.notes.iter().filter(|n| n.at >= t0 && n.text.contains("WATCHDOG=1")).count() >= 5);
+    assert_eq!(
+        d.livekit_pid().await,
+        Some(pid),
+        "LiveKit was restarted during a Redis outage"
+    );
+    assert!(
+        d.notes
+            .iter()
+            .filter(|n| n.at >= t0 && n.text.contains("WATCHDOG=1"))
+            .count()
+            >= 5
+    );
     let (code, v) = d.get_json("/readyz").await;
     assert_eq!(code, 503, "{v}");
     // Redis back -> ready again, same process

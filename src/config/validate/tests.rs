@@ -22,7 +22,14 @@ impl Fixture {
         }
     }
     fn node_file(self, instance: &str, text: &str) -> Self {
-        std::fs::write(self.dir.path().join("nodes").join(format!("{instance}.toml")), text).unwrap();
+        std::fs::write(
+            self.dir
+                .path()
+                .join("nodes")
+                .join(format!("{instance}.toml")),
+            text,
+        )
+        .unwrap();
         self
     }
     fn env(mut self, k: &str, v: &str) -> Self {
@@ -63,7 +70,10 @@ fn defaults_resolve_for_main_and_subs() {
     let (n, w) = f.resolve("main").unwrap();
     assert_eq!(n.mode, Mode::Standalone);
     assert_eq!(n.ports.livekit_port, 7880);
-    assert_eq!(n.runtime_dir, std::path::PathBuf::from("/run/airclass/main"));
+    assert_eq!(
+        n.runtime_dir,
+        std::path::PathBuf::from("/run/airclass/main")
+    );
     assert!(w.is_empty());
     let (n, _) = f.resolve("node-2").unwrap();
     assert_eq!(n.ports.api_port, 8002);
@@ -73,13 +83,19 @@ fn defaults_resolve_for_main_and_subs() {
 fn runtime_directory_from_systemd() {
     let f = Fixture::new("");
     let (n, _) = resolve(&f.sources(), "main", Some("/run/airclass/main")).unwrap();
-    assert_eq!(n.runtime_dir, std::path::PathBuf::from("/run/airclass/main"));
+    assert_eq!(
+        n.runtime_dir,
+        std::path::PathBuf::from("/run/airclass/main")
+    );
 }
 
 #[test]
 fn layering_instance_file_and_env() {
     let f = Fixture::new("[node]\nmode = \"sub\"\n[cluster]\nheartbeat_secs = 2\n")
-        .node_file("node-1", "[cluster]\nheartbeat_secs = 3\n[node]\nrtc_udp_end = 51100\n")
+        .node_file(
+            "node-1",
+            "[cluster]\nheartbeat_secs = 3\n[node]\nrtc_udp_end = 51100\n",
+        )
         .env("LIVEKIT_PORT", "9999")
         .env("MAIN_NODE_URL", "http://10.0.0.1:8000");
     let (n, _) = f.resolve("node-1").unwrap();
@@ -87,9 +103,18 @@ fn layering_instance_file_and_env() {
     assert_eq!(n.config.cluster.heartbeat_secs, 3);
     assert_eq!(n.ports.livekit_port, 9999);
     assert_eq!(n.ports.rtc_udp_end, 51100);
-    assert_eq!(n.config.cluster.main_url.as_deref(), Some("http://10.0.0.1:8000"));
-    assert_eq!(n.layered.source_of("node.livekit_port"), "environment variable LIVEKIT_PORT");
-    assert!(n.layered.source_of("cluster.heartbeat_secs").ends_with("nodes/node-1.toml"));
+    assert_eq!(
+        n.config.cluster.main_url.as_deref(),
+        Some("http://10.0.0.1:8000")
+    );
+    assert_eq!(
+        n.layered.source_of("node.livekit_port"),
+        "environment variable LIVEKIT_PORT"
+    );
+    assert!(n
+        .layered
+        .source_of("cluster.heartbeat_secs")
+        .ends_with("nodes/node-1.toml"));
     assert!(n.layered.source_of("node.mode").ends_with("airclass.toml"));
 }
 
@@ -182,7 +207,8 @@ fn bad_13_env_port_not_a_number() {
 
 #[test]
 fn bad_14_redis_password_inline() {
-    let f = Fixture::new("[node]\nmode = \"main\"\n[redis]\nurl = \"redis://:pw@127.0.0.1:6379\"\n");
+    let f =
+        Fixture::new("[node]\nmode = \"main\"\n[redis]\nurl = \"redis://:pw@127.0.0.1:6379\"\n");
     one_problem(&f, "main", "redis.url", "contains a password");
 }
 

@@ -1,0 +1,213 @@
+//! Real daemon processes (with the LiveKit stand-in) and a real redis-server: a main and two
+//! subs form a cluster, joins are placed and verified, a killed sub is detected, a stopped sub
+//! leaves at once, a sub without main says so in its STATUS line.
+
+use std::time::{Duration, Instant};
+
+use livekit_api::access_token::TokenVerifier;
+use serde_json::json;
+
+use crate::harness::{figure, Daemon, NodeDir, Redis};
+use crate::support::{join, wait_until, API_KEY, API_SECRET, APP_TOKEN};
+
+fn cluster_toml(redis: &Redis, mode: &str, main_url: Option<&str>) -> String {
+    let main = main_url
+        .map(|u| format!("main_url = \"{u}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[node]\nmode = \"{mode}\"\n[redis]\nurl = \"{}\"\n[cluster]\nid = \"proc-test\"\nheartbeat_secs = 1\nmdns = false\ndiscovery_timeout_secs = 1\n{main}",
+        redis.url()
+    )
+}
+
+async fn node_state(main: &Daemon, name: &str) -> Option<String> {
+    let (_, v) = main.get_json("/api/cluster/nodes").await;
+    v.as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["state"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
+    let Some(redis) = Redis::start() else {
+        println!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let main_dir = NodeDir::with_mode("main", "main", &cluster_toml(&redis, "main", None));
+    let mut main = Daemon::spawn(&main_dir, &[]);
+    assert!(
+        main.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        main.log_text()
+    );
+    let main_url = main.api.clone();
+    let subs_dirs: Vec<NodeDir> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| NodeDir::with_mode(n, "sub", &cluster_toml(&redis, "sub", Some(&main_url))))
+        .collect();
+    let t0 = Instant::now();
+    let mut subs: Vec<Daemon> = subs_dirs.iter().map(|d| Daemon::spawn(d, &[])).collect();
+    let took = wait_until(Duration::from_secs(20), || async {
+        node_state(&main, "node-1").await.as_deref() == Some("alive")
+            && node_state(&main, "node-2").await.as_deref() == Some("alive")
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "cluster did not form:\n{}\n{}",
+            main.log_text(),
+            subs[0].log_text()
+        )
+    });
+    figure(
+        "sub process spawn → registered on main (ms, includes LiveKit stand-in start)",
+        took.as_millis(),
+    );
+    let ready_at = subs[0]
+        .wait_note("READY=1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let reg_at = subs[0]
+        .wait_note("registered with main", Duration::from_secs(5))
+        .await;
+    assert!(
+        reg_at.is_some(),
+        "sub STATUS never said registered: {:?}",
+        subs[0].notes
+    );
+    figure(
+        "sub READY → STATUS registered (ms)",
+        reg_at
+            .unwrap()
+            .saturating_duration_since(ready_at)
+            .as_millis(),
+    );
+    let _ = t0;
+    assert!(
+        main.wait_note("main of proc-test: 3 alive", Duration::from_secs(5))
+            .await
+            .is_some(),
+        "{:?}",
+        main.notes
+    );
+
+    // joins: placed on a live node, the token verifies, the URL is that node's LiveKit
+    let verifier = TokenVerifier::with_api_key(API_KEY, API_SECRET);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let room = format!("class-{i}");
+        let (code, v) = join(
+            &main_url,
+            &room,
+            Some(APP_TOKEN),
+            json!({"identity": "t", "role": "teacher"}),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        let (_, again) = join(
+            &main_url,
+            &room,
+            Some(APP_TOKEN),
+            json!({"identity": "s", "role": "student"}),
+        )
+        .await;
+        assert_eq!(v["node"], again["node"]);
+        let claims = verifier.verify(v["token"].as_str().unwrap()).unwrap();
+        assert_eq!(claims.video.room, room);
+        let port = match v["node"].as_str().unwrap() {
+            "main" => main_dir.livekit_port,
+            "node-1" => subs_dirs[0].livekit_port,
+            _ => subs_dirs[1].livekit_port,
+        };
+        assert_eq!(v["livekit_url"], format!("ws://127.0.0.1:{port}"));
+        seen.insert(v["node"].as_str().unwrap().to_owned());
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    let (code, rooms) = main.get_json("/api/livekit/rooms").await;
+    assert_eq!(code, 200);
+    assert!(rooms.is_array(), "{rooms}");
+    let (code, _) = subs[0].get_json("/api/livekit/rooms").await;
+    assert_eq!(code, 200, "a sub keeps its node-level room list");
+
+    // SIGKILL node-1 (its LiveKit dies with it): suspect, then dead
+    subs[0].signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
+    let dead = wait_until(Duration::from_secs(10), || async {
+        node_state(&main, "node-1").await.as_deref() == Some("dead")
+    })
+    .await
+    .expect("killed node never declared dead");
+    figure(
+        "killed sub process declared dead after (ms, heartbeat 1 s, dead_after_missed 3)",
+        dead.as_millis(),
+    );
+    assert!(killed.elapsed() < Duration::from_secs(6));
+
+    // SIGTERM node-2: it leaves before LiveKit drains, main sees `left` at once
+    subs[1].signal(nix::sys::signal::Signal::SIGTERM);
+    let left = wait_until(Duration::from_secs(5), || async {
+        node_state(&main, "node-2").await.as_deref() == Some("left")
+    })
+    .await
+    .expect("stopped sub never left");
+    figure("SIGTERM of a sub → left on main (ms)", left.as_millis());
+    assert_eq!(
+        subs[1].wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        subs[1].log_text()
+    );
+    assert!(
+        subs[1].log_text().contains("left the cluster"),
+        "{}",
+        subs[1].log_text()
+    );
+    // every new room now goes to main
+    let (_, v) = join(
+        &main_url,
+        "after-all",
+        Some(APP_TOKEN),
+        json!({"identity": "x", "role": "student"}),
+    )
+    .await;
+    assert_eq!(v["node"], "main");
+    main.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        main.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        main.log_text()
+    );
+}
+
+#[tokio::test]
+async fn sub_without_main_keeps_livekit_and_says_main_node_not_found() {
+    let Some(redis) = Redis::start() else {
+        println!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let dir = NodeDir::with_mode("node-1", "sub", &cluster_toml(&redis, "sub", None));
+    let mut d = Daemon::spawn(&dir, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.wait_note(
+            "Main Node not found (set MAIN_NODE_URL",
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some(),
+        "{:?}\n{}",
+        d.notes,
+        d.log_text()
+    );
+    assert_eq!(d.livekit_state().await, "ready");
+}

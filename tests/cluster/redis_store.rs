@@ -1,0 +1,156 @@
+//! Redis: the cluster-id marker (claimed once, refused for another cluster — the daemon exits
+//! 78), and LiveKit's `room_node_map` keeping a live room on its node.
+
+use std::time::Duration;
+
+use airclass_node::cluster::placement;
+use airclass_node::cluster::runtime::claim_redis;
+use airclass_node::cluster::store::{Claim, Store, StoreError, CLUSTER_ID_KEY};
+use airclass_node::config::RedisTarget;
+use airclass_node::livekit::health::RedisProbe;
+use prost::Message;
+use serde_json::json;
+
+use crate::harness::{Daemon, NodeDir, Redis};
+use crate::support::*;
+
+fn redis_or_skip() -> Option<Redis> {
+    let r = Redis::start();
+    if r.is_none() {
+        println!("SKIPPED: redis-server is not installed (apt-get install -y redis-server)");
+    }
+    r
+}
+
+fn probe(r: &Redis) -> RedisProbe {
+    let t = RedisTarget {
+        address: format!("127.0.0.1:{}", r.port),
+        username: None,
+        db: 0,
+        tls: false,
+    };
+    RedisProbe::new(&t, None).unwrap()
+}
+
+async fn cmd<T: redis::FromRedisValue>(p: &RedisProbe, c: &redis::Cmd) -> T {
+    let mut con = p.client().get_multiplexed_async_connection().await.unwrap();
+    c.query_async(&mut con).await.unwrap()
+}
+
+#[tokio::test]
+async fn marker_is_claimed_once_and_another_cluster_is_refused() {
+    let Some(r) = redis_or_skip() else { return };
+    let p = probe(&r);
+    let store = Store::new(p.clone());
+    assert_eq!(
+        store.claim_cluster_id("alpha").await.unwrap(),
+        Claim::Created
+    );
+    assert_eq!(
+        store.claim_cluster_id("alpha").await.unwrap(),
+        Claim::Existing
+    );
+    let err = claim_redis(&p, "beta").await.unwrap_err();
+    assert!(matches!(&err, StoreError::OwnedByOther { theirs, .. } if theirs == "alpha"));
+    assert!(
+        err.to_string().contains("belongs to cluster \"alpha\""),
+        "{err}"
+    );
+    let v: String = cmd(&p, redis::cmd("GET").arg(CLUSTER_ID_KEY)).await;
+    assert_eq!(v, "alpha", "the loser must not overwrite the marker");
+    // only our prefix was written
+    let keys: Vec<String> = cmd(&p, redis::cmd("KEYS").arg("*")).await;
+    assert!(keys.iter().all(|k| k.starts_with("airclass:")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn daemon_on_another_clusters_redis_exits_78() {
+    let Some(r) = redis_or_skip() else { return };
+    let p = probe(&r);
+    let _: () = cmd(
+        &p,
+        redis::cmd("SET").arg(CLUSTER_ID_KEY).arg("someone-else"),
+    )
+    .await;
+    let extra = format!(
+        "[redis]\nurl = \"{}\"\n[cluster]\nid = \"ours\"\nmdns = false\n",
+        r.url()
+    );
+    let node = NodeDir::with_mode("main", "main", &extra);
+    let mut d = Daemon::spawn(&node, &[]);
+    let code = d.wait_exit(Duration::from_secs(20));
+    let log = d.log_text();
+    assert_eq!(code, Some(78), "log:\n{log}");
+    assert!(
+        log.contains("belongs to cluster \\\"someone-else\\\"")
+            || log.contains("belongs to cluster \"someone-else\""),
+        "log:\n{log}"
+    );
+    // LiveKit was never started and the marker is untouched
+    assert!(!log.contains("LiveKit started"), "log:\n{log}");
+    let v: String = cmd(&p, redis::cmd("GET").arg(CLUSTER_ID_KEY)).await;
+    assert_eq!(v, "someone-else");
+}
+
+#[tokio::test]
+async fn livekit_room_node_map_keeps_a_live_room_on_its_node() {
+    let Some(r) = redis_or_skip() else { return };
+    let p = probe(&r);
+    let m = MainServer::start(Duration::from_secs(1), Some(Store::new(p.clone()))).await;
+    // node-1's LiveKit is reachable at a distinct IP, so LiveKit's node record identifies it
+    let mut s = sub_settings("node-1", Some(m.url.clone()), Duration::from_secs(1));
+    s.info.livekit_url = "ws://127.0.0.5:7890".into();
+    let sub = Sub::start(s, stats(0.1, &[]), None);
+    wait_until(Duration::from_secs(5), || async { sub.handle.registered() })
+        .await
+        .unwrap();
+    // a room the hash would put on main
+    let cands = [
+        placement::Candidate::alive("main", 0.1),
+        placement::Candidate::alive("node-1", 0.1),
+    ];
+    let room = (0..100)
+        .map(|i| format!("lk-room-{i}"))
+        .find(|r| placement::choose(r, &cands, 0.7).unwrap().node == "main")
+        .unwrap();
+    // what LiveKit writes when the room is live on its node ND_x with IP 127.0.0.5
+    let node = livekit_protocol::Node {
+        id: "ND_x".into(),
+        ip: "127.0.0.5".into(),
+        num_cpus: 4,
+        ..Default::default()
+    };
+    let _: () = cmd(
+        &p,
+        redis::cmd("HSET")
+            .arg("nodes")
+            .arg("ND_x")
+            .arg(node.encode_to_vec()),
+    )
+    .await;
+    let _: () = cmd(
+        &p,
+        redis::cmd("HSET")
+            .arg("room_node_map")
+            .arg(&room)
+            .arg("ND_x"),
+    )
+    .await;
+    let (code, v) = join(
+        &m.url,
+        &room,
+        Some(APP_TOKEN),
+        json!({"identity": "a", "role": "student"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["node"], "node-1",
+        "the live room must stay on LiveKit's node"
+    );
+    assert_eq!(v["livekit_url"], "ws://127.0.0.5:7890");
+    // LiveKit's keys were only read
+    let still: String = cmd(&p, redis::cmd("HGET").arg("room_node_map").arg(&room)).await;
+    assert_eq!(still, "ND_x");
+    sub.kill();
+}

@@ -1,0 +1,295 @@
+//! In-process helpers: a main served on a loopback port, subs driven by fixed statistics, raw
+//! signed requests, polling.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airclass_node::cluster::auth::{self, ClusterSecret};
+use airclass_node::cluster::discovery::DiscoveryEvent;
+use airclass_node::cluster::main_role::{unix_now, Main, MainSettings};
+use airclass_node::cluster::protocol::{
+    LivekitHealth, NodeInfo, NodeMode, NodeStats, PortRange, PROTOCOL_VERSION,
+};
+use airclass_node::cluster::runtime::spawn_main_ticker;
+use airclass_node::cluster::store::Store;
+use airclass_node::cluster::sub_role::{StatsSource, SubHandle, SubSettings};
+use airclass_node::config::schema::GrantsSection;
+use airclass_node::config::Secret;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub const SECRET: &str = "clustersecret-0123456789abcdefghijklm";
+pub const API_KEY: &str = "APItestkey1234";
+pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
+pub const APP_TOKEN: &str = "test-app-token-0123456789";
+pub const CLUSTER: &str = "airclass-test";
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn secret() -> ClusterSecret {
+    ClusterSecret::from_text(SECRET).unwrap()
+}
+
+pub fn stats(sysload: f64, rooms: &[&str]) -> NodeStats {
+    NodeStats {
+        cpu_percent: 12.5,
+        memory_used_bytes: 1 << 30,
+        memory_total_bytes: 8 << 30,
+        load1: sysload * 4.0,
+        sysload,
+        num_cpus: 4,
+        rooms: rooms.len() as u32,
+        participants: 3 * rooms.len() as u32,
+        livekit_health: LivekitHealth::Healthy,
+        room_names: rooms.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// Statistics that can be changed while a sub runs.
+pub fn stats_source(rx: watch::Receiver<NodeStats>) -> StatsSource {
+    Arc::new(move || {
+        let s = rx.borrow().clone();
+        Box::pin(async move { s })
+    })
+}
+
+pub fn info(name: &str, mode: NodeMode, api_url: &str, lk_port: u16) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        mode,
+        protocol_version: PROTOCOL_VERSION,
+        software_version: "test".into(),
+        api_url: api_url.into(),
+        livekit_url: format!("ws://127.0.0.1:{lk_port}"),
+        rtc_range: PortRange {
+            start: 50000,
+            end: 50020,
+        },
+    }
+}
+
+pub fn settings(heartbeat: Duration) -> MainSettings {
+    MainSettings {
+        cluster_id: CLUSTER.into(),
+        main_name: "main".into(),
+        heartbeat,
+        dead_after_missed: 3,
+        forget_after: Duration::from_secs(300),
+        sysload_limit: 0.7,
+        max_body_bytes: 64 * 1024,
+        max_skew_secs: 30,
+        grants: GrantsSection::default(),
+        api_key: API_KEY.into(),
+        api_secret: Secret::new(API_SECRET),
+        token_ttl: Duration::from_secs(6 * 3600),
+        local_livekit_port: 1,
+    }
+}
+
+/// A main serving its routes on 127.0.0.1, with its ticker.
+pub struct MainServer {
+    pub main: Arc<Main>,
+    pub url: String,
+    pub port: u16,
+    pub stats: watch::Sender<NodeStats>,
+    serve: tokio::task::JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+impl MainServer {
+    pub async fn start(heartbeat: Duration, store: Option<Store>) -> Self {
+        Self::start_on(0, heartbeat, store).await
+    }
+
+    pub async fn start_on(port: u16, heartbeat: Duration, store: Option<Store>) -> Self {
+        init();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        let check = auth::AppTokenCheck::from_hex(&auth::token_sha256_hex(APP_TOKEN)).unwrap();
+        let main = Main::new(settings(heartbeat), Some(secret()), Some(check), store);
+        let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
+        let info = info("main", NodeMode::Main, &url, 7880);
+        main.register_self(info.clone(), stats(0.1, &[]));
+        let cancel = CancellationToken::new();
+        spawn_main_ticker(
+            main.clone(),
+            info,
+            stats_source(stats_rx),
+            None,
+            &TaskTracker::new(),
+            cancel.clone(),
+        );
+        let app = main.routes();
+        let serve = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MainServer {
+            main,
+            url,
+            port,
+            stats: stats_tx,
+            serve,
+            cancel,
+        }
+    }
+
+    /// Crash: the listener and every connection go away at once.
+    pub async fn kill(self) -> u16 {
+        self.cancel.cancel();
+        self.serve.abort();
+        let _ = self.serve.await;
+        self.port
+    }
+
+    pub fn state_of(&self, node: &str) -> Option<String> {
+        self.main
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == node)
+            .map(|n| format!("{:?}", n.state).to_lowercase())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{}{path}", self.url)).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+}
+
+pub fn sub_settings(name: &str, main_url: Option<String>, heartbeat: Duration) -> SubSettings {
+    SubSettings {
+        cluster_id: CLUSTER.into(),
+        identity: format!("id-{name}-{}", rand::random::<u32>()),
+        info: info(
+            name,
+            NodeMode::Sub,
+            &format!("http://127.0.0.1:1/{name}"),
+            7890,
+        ),
+        main_url,
+        heartbeat,
+        discovery_timeout: Duration::from_millis(500),
+        secret: secret(),
+    }
+}
+
+/// A sub loop with changeable statistics.
+pub struct Sub {
+    pub handle: Arc<SubHandle>,
+    pub status: watch::Receiver<String>,
+    pub stats: watch::Sender<NodeStats>,
+    cancel: CancellationToken,
+}
+
+impl Sub {
+    pub fn start(
+        settings: SubSettings,
+        st: NodeStats,
+        browse: Option<mpsc::UnboundedReceiver<DiscoveryEvent>>,
+    ) -> Self {
+        init();
+        let (stats_tx, stats_rx) = watch::channel(st);
+        let (status_tx, status_rx) = watch::channel(String::new());
+        let cancel = CancellationToken::new();
+        let handle = SubHandle::start(
+            settings,
+            stats_source(stats_rx),
+            browse,
+            status_tx,
+            &TaskTracker::new(),
+            cancel.clone(),
+        );
+        Sub {
+            handle,
+            status: status_rx,
+            stats: stats_tx,
+            cancel,
+        }
+    }
+
+    /// Stop without saying goodbye (a crash, as main sees it).
+    pub fn kill(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn status_text(&self) -> String {
+        self.status.borrow().clone()
+    }
+}
+
+/// Poll `f` every 20 ms until it is true; the time it took, or None after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f().await {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A raw signed POST: `ts` and `nonce` as given (None = now / fresh), signed with `key`.
+pub async fn post_signed(
+    base: &str,
+    path: &str,
+    body: &[u8],
+    node: &str,
+    key: &ClusterSecret,
+    ts: Option<u64>,
+    nonce: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let ts = ts.unwrap_or_else(unix_now);
+    let nonce = nonce
+        .map(str::to_owned)
+        .unwrap_or_else(|| auth::new_nonce(&mut rand::thread_rng()));
+    let sig = auth::sign(key, "POST", path, ts, &nonce, body);
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header(auth::HEADER_NODE, node)
+        .header(auth::HEADER_TIMESTAMP, ts.to_string())
+        .header(auth::HEADER_NONCE, nonce)
+        .header(auth::HEADER_SIGNATURE, sig)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// `POST /api/rooms/{room}/join` with an optional bearer token.
+pub async fn join(
+    base: &str,
+    room: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    init();
+    let mut rb = CLIENT
+        // shared by tests on different runtimes: no pooled connection may outlive its runtime
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        })
+        .post(format!("{base}/api/rooms/{room}/join"))
+        .json(&body);
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    let r = rb.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
