@@ -1,0 +1,124 @@
+#!/bin/bash
+# tests/lab/lab.sh - the three-node lab (issue 5): the whole appliance on real systemd, with faults.
+#
+# Builds the .deb (scripts/build-deb.sh) and the LiveKit stand-in (a TEST DOUBLE, installed as
+# /usr/local/bin/livekit-server inside the lab only), boots three Debian containers (main,
+# node-1, node-2) on a private bridge with the harness in tests/lab/lib.sh, installs the .deb
+# with apt, shares the secrets, runs Redis on main, starts airclass-node@<name> with systemctl
+# (subs find main over mDNS: no main_url), then runs the twelve scenarios of tests/lab/scenarios.sh
+# and tears everything down (also after a failure, a signal or the LAB_TIMEOUT watchdog).
+# Prints a final table (scenario, PASS/FAIL, figure); exits non-zero on any FAIL or leftover.
+#
+#   sudo tests/lab/lab.sh                      # everything (~2-3 min with a cached base)
+#   LAB_ONLY="1 2 3" sudo tests/lab/lab.sh     # run only some scenarios (setup always runs)
+#   LAB_DEB=path.deb LAB_STANDIN=path sudo tests/lab/lab.sh   # skip the builds
+#   LAB_HOLD=600 sudo tests/lab/lab.sh         # keep the lab up after the scenarios (debugging:
+#       nsenter -t "$(cat /var/tmp/airclass-lab/run-aclab3/main/leader.pid)" -a bash)
+#   sudo tests/lab/lab.sh cleanup              # after a SIGKILL of the script
+#
+# Lab-only settings (printed at start): heartbeat 1 s, dead after 3 missed, WatchdogSec=6s drop-in,
+# sysload pinned at 0.1 through the drill file for placement checks (/proc/loadavg is host-wide,
+# so a measured load would be the same noisy host value in every container).
+set -Euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+LAB_NETNS=${LAB_NETNS:-aclab3}
+LAB_SUBNET=${LAB_SUBNET:-10.78.0}
+LAB_TIMEOUT=${LAB_TIMEOUT:-570}    # whole run, seconds (issue budget: 10 minutes)
+# shellcheck source=tests/lab/lib.sh
+source "$HERE/lib.sh"
+# shellcheck source=tests/lab/scenarios.sh
+source "$HERE/scenarios.sh"
+lab_init
+LOGS=$LAB/logs/$LAB_NETNS
+mkdir -p "$LOGS"
+
+if [[ ${1:-} == cleanup ]]; then
+  lab_teardown; exit $?
+fi
+
+# ------------------------------------------------------------------ results and exit
+declare -a ROWS=()
+ANY_FAIL=0
+WATCHDOG_PID=""
+row() {  # row ID TITLE RESULT FIGURE
+  ROWS+=("$1|$2|$3|$4")
+  [[ $3 == FAIL ]] && ANY_FAIL=1
+  printf 'FIGURE lab %s %s: %s %s\n' "$1" "$2" "$3" "$4"
+}
+print_table() {
+  local r id title res fig
+  printf '\n%-4s %-28s %-5s %s\n' '#' scenario result figure
+  printf '%-4s %-28s %-5s %s\n' --- -------- ------ ------
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r id title res fig <<<"$r"
+    printf '%-4s %-28s %-5s %s\n' "$id" "$title" "$res" "$fig"
+  done
+  local k
+  for k in base boot teardown; do [[ -n ${LAB_TIMING[$k]:-} ]] && printf 'time %-9s %s\n' "$k" "${LAB_TIMING[$k]}"; done
+  printf 'total %ss, leftovers:%s\n' "$(lab_el "$LAB_T0")" "${LAB_LEFTOVERS:- (not torn down)}"
+}
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $WATCHDOG_PID ]]; then
+    kill "$WATCHDOG_PID" "$(cat "$LOGS/watchdog-sleep.pid" 2>/dev/null)" 2>/dev/null
+    wait "$WATCHDOG_PID" 2>/dev/null
+  fi
+  [[ $rc != 0 && ${#ROWS[@]} == 0 ]] && row setup "boot, install, start" FAIL "rc=$rc (see log above)"
+  collect_logs
+  lab_teardown
+  local left=$?
+  print_table
+  [[ $left != 0 ]] && { echo "FAIL: leftovers after teardown:$LAB_LEFTOVERS"; ANY_FAIL=1; }
+  if [[ $ANY_FAIL != 0 || $rc != 0 ]]; then
+    echo "lab: FAIL (rc=$rc; logs in $LOGS)"; exit 1
+  fi
+  echo "lab: all scenarios passed"; exit 0
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# the whole run is bounded: TERM to this script -> trap -> teardown
+( sleep "$LAB_TIMEOUT" & echo $! > "$LOGS/watchdog-sleep.pid"; wait $!; lab_log "LAB_TIMEOUT ${LAB_TIMEOUT}s reached: aborting"; kill -TERM $$ ) &
+WATCHDOG_PID=$!
+
+# ------------------------------------------------------------------ build
+lab_require_tools
+command -v python3 >/dev/null || lab_die "missing python3 on the host"
+export CARGO_TARGET_DIR=$ROOT/target
+if [[ -z ${LAB_DEB:-} ]]; then
+  t=$EPOCHREALTIME
+  lab_log "build: scripts/build-deb.sh (log $LOGS/build-deb.log)"
+  LAB_DEB=$("$ROOT/scripts/build-deb.sh" 2>"$LOGS/build-deb.log" | tail -1) \
+    || { tail -20 "$LOGS/build-deb.log" >&2; lab_die "build-deb.sh failed"; }
+  LAB_TIMING[deb]="$(lab_el "$t")s"
+fi
+[[ -f $LAB_DEB ]] || lab_die "no .deb at '$LAB_DEB'"
+if [[ -z ${LAB_STANDIN:-} ]]; then
+  t=$EPOCHREALTIME
+  lab_log "build: cargo build --bin livekit-standin (TEST DOUBLE, lab only)"
+  (cd "$ROOT" && cargo build --locked --bin livekit-standin) >"$LOGS/build-standin.log" 2>&1 \
+    || { tail -20 "$LOGS/build-standin.log" >&2; lab_die "building the stand-in failed"; }
+  LAB_STANDIN=$CARGO_TARGET_DIR/debug/livekit-standin
+fi
+[[ -x $LAB_STANDIN ]] || lab_die "no stand-in at '$LAB_STANDIN'"
+lab_log "deb: $LAB_DEB; stand-in: $LAB_STANDIN"
+
+# ------------------------------------------------------------------ base, net, boot
+lab_build_base
+lab_net_up
+lab_boot main node-1 node-2
+lab_log "lab settings: heartbeat ${HB}s, dead after $DEAD_MISSED missed, drop-in WatchdogSec=${LAB_WATCHDOG}s (unit default 30s), sysload pinned at $PIN via the drill file for placement checks"
+
+setup_nodes || lab_die "setup failed"
+start_cluster || lab_die "the cluster did not start"
+
+# ------------------------------------------------------------------ scenarios
+run_scenarios
+
+if [[ -n ${LAB_HOLD:-} ]]; then
+  lab_log "LAB_HOLD: lab stays up ${LAB_HOLD}s (main leader $(lab_leader main))"
+  sleep "$LAB_HOLD" & wait $!
+fi
+exit 0
