@@ -67,7 +67,11 @@ fn node() -> Node {
     let p = dir.path();
     std::fs::create_dir(p.join("s")).unwrap();
     std::fs::write(p.join("s/key"), "APIbench\n").unwrap();
-    std::fs::write(p.join("s/secret"), "benchsecret-0123456789abcdefghijklmnop\n").unwrap();
+    std::fs::write(
+        p.join("s/secret"),
+        "benchsecret-0123456789abcdefghijklmnop\n",
+    )
+    .unwrap();
     std::fs::write(p.join("s/app"), format!("{}\n", "0".repeat(64))).unwrap();
     let (lk, tcp, api) = (free_port(), free_port(), free_port());
     let udp = 40000 + (rand::random::<u16>() % 20000);
@@ -107,7 +111,8 @@ fn wait_ready(sock: &UnixDatagram, timeout: Duration) -> Option<Instant> {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        sock.set_read_timeout(Some(deadline - Instant::now())).ok()?;
+        sock.set_read_timeout(Some(deadline - Instant::now()))
+            .ok()?;
         let n = sock.recv(&mut buf).ok()?;
         if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
             return Some(Instant::now());
@@ -172,13 +177,15 @@ fn idle_rss() {
     // drain notifications while idling, as systemd would
     let t0 = Instant::now();
     let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     while t0.elapsed() < Duration::from_secs(5) {
         let _ = sock.recv(&mut buf);
     }
     let body = {
         let mut s = TcpStream::connect(("127.0.0.1", n.api)).unwrap();
-        s.write_all(b"GET /api/node HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /api/node HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -224,6 +231,9 @@ fn main() {
     let (c, d) = (median(child), median(daemon));
     println!("stand-in alone, spawn -> GET / 200: median {c:.1} ms over {runs} runs");
     println!("daemon, spawn -> READY=1:           median {d:.1} ms over {runs} runs");
-    println!("daemon overhead (READY minus the child's own time to ready): {:.1} ms", d - c);
+    println!(
+        "daemon overhead (READY minus the child's own time to ready): {:.1} ms",
+        d - c
+    );
     placement_latency();
 }

@@ -167,3 +167,106 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
     let back = d.wait_ready_pid(None, Duration::from_secs(15)).await;
     assert_eq!(back, Some(pid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_exhausts_the_restart_budget_and_exits_1() {
+    // every LiveKit crashes 300 ms after ready (exit 2, like a Go panic); budget 2 restarts
+    let node = NodeDir::standalone("[livekit]\nrestart_budget = 2\n");
+    let mut d = Daemon::spawn(&node, &[("STANDIN_CRASH_AFTER_MS", "300")]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let t0 = Instant::now();
+    let code = d.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{}", d.log_text());
+    let log = d.log_text();
+    assert!(
+        log.contains("LiveKit exited unexpectedly (exit code 2)"),
+        "{log}"
+    );
+    assert!(log.contains("budget exhausted"), "{log}");
+    figure("crash_loop_to_exit_ms", t0.elapsed().as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_while_redis_is_up_is_restarted() {
+    let Some(redis) = Redis::start() else {
+        println!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let node = NodeDir::with_mode(
+        "main",
+        "main",
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
+    );
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let old = d.livekit_pid().await.unwrap();
+    // the stand-in's test hook: answer 406 Not Ready although Redis is fine
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/standin/health?stale=1",
+            d.livekit_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let new = d.wait_ready_pid(Some(old), Duration::from_secs(20)).await;
+    assert!(
+        new.is_some(),
+        "a LiveKit stuck in 406 with Redis up was not restarted:\n{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("406"), "{}", d.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_with_participants_is_cut_by_the_second_sigterm() {
+    let node = NodeDir::standalone("");
+    let mut d = Daemon::spawn(&node, &[("STANDIN_PARTICIPANTS", "algebra=2")]);
+    assert!(
+        d.wait_note("READY=1", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let lk = d.livekit_pid().await.unwrap();
+    let t0 = Instant::now();
+    d.signal(Signal::SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let took = t0.elapsed();
+    assert!(!alive(lk));
+    let log = d.log_text();
+    assert!(
+        log.contains("waiting for participants to exit") || log.contains("exit requested"),
+        "{log}"
+    );
+    assert!(log.contains("second SIGTERM (force)"), "{log}");
+    assert!(
+        !log.contains("SIGKILL"),
+        "LiveKit honours the second SIGTERM: no SIGKILL needed\n{log}"
+    );
+    // drain budget 3 s: LiveKit alone would wait for the participants forever
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    figure("stop_with_draining_participants_ms", took.as_millis());
+}
