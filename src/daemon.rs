@@ -125,7 +125,8 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
-    crate::tls::install_crypto_provider();
+    // fail with a clear message here rather than a panic inside a task later
+    crate::tls::http_client().map_err(DaemonError::Cluster)?;
     let started = Instant::now();
     let notifier = Notifier::new();
     let tracker = TaskTracker::new();
