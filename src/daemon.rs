@@ -44,6 +44,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Http(String),
     #[error("control API TLS: {0}")]
     Tls(String),
     #[error("{0}")]
@@ -126,7 +128,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     // fail with a clear message here rather than a panic inside a task later
-    crate::tls::http_client().map_err(DaemonError::Cluster)?;
+    crate::tls::http_client().map_err(DaemonError::Http)?;
     let started = Instant::now();
     let notifier = Notifier::new();
     let tracker = TaskTracker::new();
