@@ -221,3 +221,49 @@ async fn rooms_endpoint_lists_a_room_created_through_livekit() {
     assert_eq!(v["mode"], "standalone");
     assert!(v["stats"]["memory_total_bytes"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_over_tls() {
+    let node = NodeDir::standalone("");
+    let (cert, key) = (node.path().join("api.crt"), node.path().join("api.key"));
+    let ok = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("SKIPPED: openssl cannot make a test certificate");
+        return;
+    }
+    std::fs::write(
+        node.path().join("nodes/main.toml"),
+        format!("[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n", cert.display(), key.display()),
+    )
+    .unwrap();
+    let mut d = Daemon::spawn(&node, &[]);
+    assert!(d.wait_note("READY=1", Duration::from_secs(20)).await.is_some(), "{}", d.log_text());
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://127.0.0.1:{}/healthz", node.api_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // plain HTTP is not served on the TLS port
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", node.api_port))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
