@@ -12,5 +12,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
     std::panic::catch_unwind(|| reqwest::Client::builder().no_proxy().build())
         .map_err(|_| "the HTTP client panicked while loading TLS roots".to_string())?
         .map_err(|e| e.to_string())
-        .map_err(|e| format!("cannot initialise the HTTP client: {e} (install the ca-certificates package)"))
+        .map_err(|e| {
+            format!("cannot initialise the HTTP client: {e} (install the ca-certificates package)")
+        })
 }
