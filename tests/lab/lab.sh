@@ -65,7 +65,7 @@ on_exit() {
     kill "$WATCHDOG_PID" "$(cat "$LOGS/watchdog-sleep.pid" 2>/dev/null)" 2>/dev/null
     wait "$WATCHDOG_PID" 2>/dev/null
   fi
-  [[ $rc != 0 && ${#ROWS[@]} == 0 ]] && row setup "boot, install, start" FAIL "rc=$rc (see log above)"
+  [[ $rc != 0 && ${#ROWS[@]} == 0 ]] && row setup "build, boot, install, start" FAIL "${SETUP_WHY:-rc=$rc (see log above)}"
   collect_logs
   lab_teardown
   local left=$?
@@ -111,8 +111,9 @@ lab_net_up
 lab_boot main node-1 node-2
 lab_log "lab settings: heartbeat ${HB}s, dead after $DEAD_MISSED missed, drop-in WatchdogSec=${LAB_WATCHDOG}s (unit default 30s), sysload pinned at $PIN via the drill file for placement checks"
 
-setup_nodes || lab_die "setup failed"
-start_cluster || lab_die "the cluster did not start"
+SETUP_WHY=""
+setup_nodes || lab_die "setup failed${SETUP_WHY:+: $SETUP_WHY}"
+start_cluster || lab_die "the cluster did not start${SETUP_WHY:+: $SETUP_WHY}"
 
 # ------------------------------------------------------------------ scenarios
 run_scenarios
