@@ -67,6 +67,7 @@ on_exit() {
     wait "$WATCHDOG_PID" 2>/dev/null
   fi
   [[ $rc != 0 && ${#ROWS[@]} == 0 ]] && row setup "build, boot, install, start" FAIL "${SETUP_WHY:-rc=$rc (see log above)}"
+  [[ $rc != 0 && ${#ROWS[@]} != 0 ]] && row - "aborted" FAIL "rc=$rc during the scenarios (signal, LAB_TIMEOUT or a harness error)"
   collect_logs
   lab_teardown
   local left=$?
