@@ -31,13 +31,14 @@ source "$HERE/lib.sh"
 # shellcheck source=tests/lab/scenarios.sh
 source "$HERE/scenarios.sh"
 lab_init
-LOGS=$LAB/logs/$LAB_NETNS
+LOGS=$LAB/logs/$LAB_NETNS           # this run's evidence: journals, JSON of every check
 mkdir -p "$LOGS"
 
 if [[ ${1:-} == cleanup ]]; then
   lab_teardown; exit $?
 fi
 
+rm -f "$LOGS"/*   # one run's evidence only
 # ------------------------------------------------------------------ results and exit
 declare -a ROWS=()
 ANY_FAIL=0
