@@ -1,7 +1,7 @@
 //! Per-instance host firewall: one nftables table `inet airclass_<instance>` holding accept rules
 //! for exactly the node's ports, opened and closed atomically through `nft -j -f -` (the
 //! `nftables` crate's JSON schema; never hand-built rule strings). Runs only from the
-//! privileged `ExecStartPre=+` / `ExecStopPost=+` commands, never inside the daemon.
+//! privileged `ExecStartPost=+` / `ExecStopPost=+` commands, never inside the daemon.
 //!
 //! An accept here cannot override a drop in another table (see docs/firewall.md): on hosts
 //! managed by firewalld, ufw or NixOS, set `AIRCLASS_FIREWALL=external` and use their profiles.

@@ -134,7 +134,7 @@ pub fn open_batch(spec: &FirewallSpec) -> Nftables<'static> {
     }
     let udp = normalise(&spec.udp_ports, &spec.udp_ranges);
     if !udp.is_empty() {
-        let comment = format!("airclass-node {}: udp (rtc, mdns)", spec.instance);
+        let comment = format!("airclass-node {}: udp (rtc media, mdns)", spec.instance);
         batch.add(NfListObject::Rule(dport_accept(
             &name, "udp", &udp, comment,
         )));

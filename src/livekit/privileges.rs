@@ -29,10 +29,15 @@ pub fn drop_for_children() -> Result<usize, PrivilegeError> {
         set: "ambient",
         source,
     })?;
-    caps::clear(None, CapSet::Inheritable).map_err(|source| PrivilegeError::Clear {
-        set: "inheritable",
-        source,
-    })?;
+    // capset(2) is in systemd's @privileged set, which the unit filters (EPERM): call it only
+    // when there is something to clear (or the set cannot be read).
+    let inheritable_set = caps::read(None, CapSet::Inheritable).map_or(true, |s| !s.is_empty());
+    if inheritable_set {
+        caps::clear(None, CapSet::Inheritable).map_err(|source| PrivilegeError::Clear {
+            set: "inheritable",
+            source,
+        })?;
+    }
     let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
     let mut dropped = 0;
     for cap in bounding {

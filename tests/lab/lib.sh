@@ -45,7 +45,9 @@ lab_init() {
   LAB_SUITE=bookworm
   LAB_STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}
   # recipe set + airclass-node Depends (libc6 and libgcc-s1 are in minbase; nftables, systemd)
-  LAB_PKGS=${LAB_PKGS:-systemd,systemd-sysv,dbus,iproute2,nftables,redis-server,python3,curl,avahi-daemon,avahi-utils,libnss-mdns,procps,libc6,libgcc-s1}
+  # + man-db: `systemd-analyze verify` runs `man` for Documentation=man:airclass-node(8)
+  # + ca-certificates (a Depends: the HTTP client loads the system CA store at start)
+  LAB_PKGS=${LAB_PKGS:-systemd,systemd-sysv,dbus,iproute2,nftables,redis-server,python3,curl,avahi-daemon,avahi-utils,libnss-mdns,procps,man-db,ca-certificates,libc6,libgcc-s1}
   LAB_CPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   LAB_T0=$EPOCHREALTIME
   LAB_NODES=()
@@ -134,8 +136,11 @@ lab_build_base() {
     fi
     lab_log "base: $LAB_BASE lacks some of $LAB_PKGS: rebuilding"
   fi
-  local t=$EPOCHREALTIME
-  [[ -e /run/netns/$LAB_NETNS ]] && lab_die "a lab is running on $LAB_NETNS; not replacing its base"
+  local t=$EPOCHREALTIME procs
+  # never replace a base that a running node (of any lab using it) has as overlay lower dir
+  procs=$(ps -eo args)
+  [[ $procs == *"systemd-nspawn -D $LAB/"* || $procs == *"lowerdir=$LAB_BASE,"* ]] \
+    && lab_die "a lab is running from $LAB; not replacing $LAB_BASE now (retry when it is done)"
   rm -rf "$LAB_BASE.tmp"
   lab_log "base: debootstrap $LAB_SUITE -> $LAB_BASE (log: $LAB/logs/debootstrap.log)"
   debootstrap --variant=minbase --include="$LAB_PKGS" "$LAB_SUITE" "$LAB_BASE.tmp" "$LAB_MIRROR" \
@@ -253,7 +258,9 @@ lab_teardown() {
   local t=$EPOCHREALTIME n d nodes=()
   for d in "$LAB_RUN"/*/; do [[ -f $d/nspawn.pid ]] && nodes+=("$(basename "$d")"); done
   [[ ${#nodes[@]} -gt 0 ]] && lab_log "teardown: stopping ${nodes[*]}"
-  for n in "${nodes[@]}"; do lab_stop_node "$n" & done; wait
+  local pids=()
+  for n in "${nodes[@]}"; do lab_stop_node "$n" & pids+=($!); done
+  [[ ${#pids[@]} -gt 0 ]] && wait "${pids[@]}"   # only these: a HOLD sleep may still be a child
   for n in "${nodes[@]}"; do
     [[ -f $LAB_RUN/$n/console.log ]] && cp "$LAB_RUN/$n/console.log" "$LAB/logs/console-$LAB_NETNS-$n.log"
   done
