@@ -346,6 +346,8 @@ s6() {
   XT 10 node-1 journalctl --no-pager -o short-precise -u airclass-node@node-1 --since "@$since" | save s6-journal.txt
   [[ -n $wd ]] || { FIG="restarted after $(dt "$T0" "$t_restart")s but no 'Watchdog timeout' in the journal"; return 1; }
   t_wd=$(dt "$T0" "${wd%% *}")
+  # the last ping came at most WatchdogSec/2 before the SIGSTOP: timeout within WatchdogSec (+1 s)
+  le "$t_wd" "$((LAB_WATCHDOG + 1))" || { FIG="watchdog fired only ${t_wd}s after SIGSTOP (WatchdogSec=${LAB_WATCHDOG}s)"; return 1; }
   r=$(ctl main wait "$(main_api)" "node-1=alive" 30) || { FIG="watchdog after ${t_wd}s, restarted, but node-1 not alive in main: $(jget "$r" 'j["nodes"]')"; return 1; }
   FIG="watchdog fired ${t_wd}s after SIGSTOP (WatchdogSec=${LAB_WATCHDOG}s), unit active again $(dt "$T0" "$t_restart")s, node-1 alive in main $(dt "$T0" "$(jget "$r" 'j["t"]')")s; journal: '$(echo "${wd#* }" | sed 's/^[^:]*: //')'"
   pin_load "" node-1
