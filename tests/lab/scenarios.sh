@@ -116,12 +116,20 @@ setup_nodes() {
   return 0
 }
 
+# start_failed NODE: show the unit's last journal lines; SETUP_WHY = the daemon's last error
+start_failed() {
+  local j
+  j=$(XT 10 "$1" journalctl --no-pager -o cat -n 15 -u "airclass-node@$1" --output-fields=MESSAGE,ERROR)
+  printf '%s\n' "$j" >&2
+  SETUP_WHY="airclass-node@$1 did not start: $(XT 10 "$1" journalctl --no-pager -o cat -p err -n 3 \
+    -u "airclass-node@$1" --output-fields=MESSAGE,ERROR | grep -v '^airclass-node@' | tr '\n' ' ')"
+}
+
 T_START=""
 start_cluster() {
   local n r
   T_START=$(now)
-  XT 60 main systemctl start airclass-node@main \
-    || { XT 10 main journalctl --no-pager -o cat -n 15 -u airclass-node@main --output-fields=MESSAGE,ERROR >&2; return 1; }
+  XT 60 main systemctl start airclass-node@main || { start_failed main; return 1; }
   lab_log "start: airclass-node@main active after $(dt "$T_START" "$(now)")s"
   for n in node-1 node-2; do XT 60 "$n" systemctl start --no-block "airclass-node@$n" || return 1; done
   for n in node-1 node-2; do
@@ -131,7 +139,7 @@ start_cluster() {
       [[ $r == failed ]] && break
       sleep 0.1
     done
-    [[ $r == active ]] || { XT 10 "$n" journalctl --no-pager -o cat -n 15 -u "airclass-node@$n" >&2; lab_log "start: airclass-node@$n is $r"; return 1; }
+    [[ $r == active ]] || { start_failed "$n"; return 1; }
   done
   lab_log "start: airclass-node@{main,node-1,node-2} active after $(dt "$T_START" "$(now)")s"
 }
@@ -338,6 +346,8 @@ s6() {
   XT 10 node-1 journalctl --no-pager -o short-precise -u airclass-node@node-1 --since "@$since" | save s6-journal.txt
   [[ -n $wd ]] || { FIG="restarted after $(dt "$T0" "$t_restart")s but no 'Watchdog timeout' in the journal"; return 1; }
   t_wd=$(dt "$T0" "${wd%% *}")
+  # the last ping came at most WatchdogSec/2 before the SIGSTOP: timeout within WatchdogSec (+1 s)
+  le "$t_wd" "$((LAB_WATCHDOG + 1))" || { FIG="watchdog fired only ${t_wd}s after SIGSTOP (WatchdogSec=${LAB_WATCHDOG}s)"; return 1; }
   r=$(ctl main wait "$(main_api)" "node-1=alive" 30) || { FIG="watchdog after ${t_wd}s, restarted, but node-1 not alive in main: $(jget "$r" 'j["nodes"]')"; return 1; }
   FIG="watchdog fired ${t_wd}s after SIGSTOP (WatchdogSec=${LAB_WATCHDOG}s), unit active again $(dt "$T0" "$t_restart")s, node-1 alive in main $(dt "$T0" "$(jget "$r" 'j["t"]')")s; journal: '$(echo "${wd#* }" | sed 's/^[^:]*: //')'"
   pin_load "" node-1
