@@ -176,20 +176,30 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
     let (stats, lk) = (ctx.stats.clone(), ctx.livekit.clone());
     let port = ctx.node.ports.livekit_port;
     let (key, secret) = (ctx.secrets.api_key.clone(), ctx.secrets.api_secret.clone());
+    // A slow or hung LiveKit must not delay the heartbeat itself: ask for its rooms with a
+    // quarter of a heartbeat at most, and fall back to the last list we got (so main keeps
+    // knowing where live rooms are and never splits a classroom because one call was slow).
+    let budget = (Duration::from_secs(ctx.node.config.cluster.heartbeat_secs) / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let last_rooms: Arc<std::sync::Mutex<Vec<rooms::RoomView>>> = Arc::default();
     Arc::new(move || {
         let sample = *stats.borrow();
         let status = lk.borrow().clone();
         let (key, secret) = (key.clone(), secret.clone());
+        let last_rooms = last_rooms.clone();
         Box::pin(async move {
             let list = if status.serving() {
-                tokio::time::timeout(
-                    Duration::from_secs(2),
-                    rooms::list_rooms(port, &key, secret.expose()),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
+                match tokio::time::timeout(budget, rooms::list_rooms(port, &key, secret.expose()))
+                    .await
+                {
+                    Ok(Ok(list)) => {
+                        if let Ok(mut last) = last_rooms.lock() {
+                            *last = list.clone();
+                        }
+                        list
+                    }
+                    _ => last_rooms.lock().map(|l| l.clone()).unwrap_or_default(),
+                }
             } else {
                 Vec::new()
             };
