@@ -3,7 +3,7 @@
 #  1. `nix-instantiate --parse` on every tracked .nix file;
 #  2. nix/ports.nix (pure Nix port plan) against `airclass-node ports --instance NAME --json`
 #     for main and node-1 … node-15, compared as JSON objects; names without a derived plan
-#     (node-0, node-16, edge) must yield null in Nix and an error from the daemon.
+#     (node-0, node-16, node-01, edge) must yield null in Nix and an error from the daemon.
 # Env: AIRCLASS_NODE_BIN (default target/debug/airclass-node), NIX_CHECK_NO_INSTALL=1 to never
 # run apt-get.
 set -euo pipefail
@@ -49,7 +49,7 @@ bin="${AIRCLASS_NODE_BIN:-target/debug/airclass-node}"
 
 names=(main)
 for n in $(seq 1 15); do names+=("node-$n"); done
-bad_names=(node-0 node-16 edge)
+bad_names=(node-0 node-16 node-01 edge)
 
 # The daemon reads an explicit, empty configuration so that nothing on this machine
 # (/etc/airclass) can change its answer.
