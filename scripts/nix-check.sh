@@ -14,7 +14,9 @@ fail() { echo "nix-check: FAIL: $*" >&2; exit 1; }
 if ! command -v nix-instantiate >/dev/null 2>&1; then
     if [ "${NIX_CHECK_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
         echo "nix-check: nix-instantiate missing, installing nix-bin" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nix-bin >/dev/null \
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q nix-bin >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q nix-bin >/dev/null; } \
             || fail "apt-get install nix-bin failed"
     fi
     command -v nix-instantiate >/dev/null 2>&1 || fail "nix-instantiate not found (apt-get install nix-bin)"
