@@ -448,7 +448,8 @@ in
           serviceConfig = {
             Type = "oneshot";
             RemainAfterExit = true;
-            UMask = "0077";
+            # secrets init sets 0640 root:airclass (app-token 0600); keep those modes.
+            UMask = "0027";
             ExecStart = "${lib.getExe cfg.package} secrets init --dir ${lib.escapeShellArg cfg.secrets.directory}";
           };
         };

@@ -3,7 +3,7 @@
 #  1. `nix-instantiate --parse` on every tracked .nix file;
 #  2. nix/ports.nix (pure Nix port plan) against `airclass-node ports --instance NAME --json`
 #     for main and node-1 … node-15, compared as JSON objects; names without a derived plan
-#     (node-0, node-16, edge) must yield null in Nix and an error from the daemon.
+#     (node-0, node-16, node-01, edge) must yield null in Nix and an error from the daemon.
 # Env: AIRCLASS_NODE_BIN (default target/debug/airclass-node), NIX_CHECK_NO_INSTALL=1 to never
 # run apt-get.
 set -euo pipefail
@@ -14,7 +14,9 @@ fail() { echo "nix-check: FAIL: $*" >&2; exit 1; }
 if ! command -v nix-instantiate >/dev/null 2>&1; then
     if [ "${NIX_CHECK_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
         echo "nix-check: nix-instantiate missing, installing nix-bin" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nix-bin >/dev/null \
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q nix-bin >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q nix-bin >/dev/null; } \
             || fail "apt-get install nix-bin failed"
     fi
     command -v nix-instantiate >/dev/null 2>&1 || fail "nix-instantiate not found (apt-get install nix-bin)"
@@ -49,7 +51,7 @@ bin="${AIRCLASS_NODE_BIN:-target/debug/airclass-node}"
 
 names=(main)
 for n in $(seq 1 15); do names+=("node-$n"); done
-bad_names=(node-0 node-16 edge)
+bad_names=(node-0 node-16 node-01 edge)
 
 # The daemon reads an explicit, empty configuration so that nothing on this machine
 # (/etc/airclass) can change its answer.

@@ -9,7 +9,8 @@
 # reuses a locked `path:` input after the tree changed. Debian's nix-bin 2.8 evaluates nixpkgs up
 # to 25.05. Env: KEEP=1 keeps the temporary copy; when systemd/ is missing (a branch evaluated
 # before the unit files were merged), SYSTEMD_FROM=DIR copies them from DIR, or SYSTEMD_STUB=1
-# adds placeholders (the summary line then says so).
+# adds placeholders (the summary line then says so). MYPY=/path/to/mypy (or mypy on PATH) also
+# type-checks the VM tests' Python scripts the way the test driver build does.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -58,10 +59,46 @@ git -C "$src" -c user.name=eval -c user.email=eval@localhost commit -q -m snapsh
 
 echo "evaluating $(basename "$here") against $NIXPKGS ($(cat "$NIXPKGS/.version" 2>/dev/null || echo '?'))$stub" >&2
 start=$(date +%s)
-NIX_CONFIG="experimental-features = nix-command flakes
+export NIX_CONFIG="experimental-features = nix-command flakes
 sandbox = false
 substituters =
-warn-dirty = false" \
-    nix flake check --no-build --no-write-lock-file \
-    --override-input nixpkgs "path:$NIXPKGS" "$@" "git+file://$src"
-echo "nix-eval-offline: ok: flake check --no-build passed in $(( $(date +%s) - start )) s$stub"
+warn-dirty = false"
+flake="git+file://$src"
+nix flake check --no-build --no-write-lock-file \
+    --override-input nixpkgs "path:$NIXPKGS" "$@" "$flake"
+summary="flake check --no-build passed in $(( $(date +%s) - start )) s"
+
+# testScript mistakes surface only when the driver is built; approximate its mypy step.
+mypy="${MYPY:-$(command -v mypy || true)}"
+if [ -n "$mypy" ]; then
+    system="$(nix eval --raw --impure --expr builtins.currentSystem)"
+    evalq() { nix eval --no-write-lock-file --override-input nixpkgs "path:$NIXPKGS" "$@" 2>"$tmp/eval.err" \
+        || { cat "$tmp/eval.err" >&2; return 1; }; }
+    # One evaluation for all VM tests: { name = { nodes = [ … ]; script = "…"; }; }
+    evalq --json "$flake#checks.$system" --apply '
+      cs: builtins.listToAttrs (map (n: { name = n; value = {
+            nodes = builtins.attrNames cs.${n}.nodes;
+            script = cs.${n}.config.testScriptString; }; })
+        (builtins.filter (n: cs.${n} ? config && cs.${n}.config ? testScriptString)
+          (builtins.attrNames cs)))' >"$tmp/tests.json"
+    tests=$(python3 - "$tmp/tests.json" "$NIXPKGS/nixos/lib/test-script-prepend.py" "$tmp" <<'PY'
+import json, sys
+tests = json.load(open(sys.argv[1]))
+prepend = open(sys.argv[2]).read()
+for name, t in sorted(tests.items()):
+    with open(f"{sys.argv[3]}/{name}.py", "w") as f:
+        f.write(prepend + "\n" + "".join(f"{n}: Machine;\n" for n in t["nodes"]) + t["script"])
+    print(name)
+PY
+)
+    for t in $tests; do
+        MYPYPATH="$NIXPKGS/nixos/lib/test-driver" "$mypy" --no-implicit-optional --ignore-missing-imports \
+            --follow-imports=silent "$tmp/$t.py" >"$tmp/mypy.out" 2>&1 \
+            || { cat "$tmp/mypy.out" >&2; echo "nix-eval-offline: FAIL: testScript of $t does not type-check" >&2; exit 1; }
+    done
+    tests=$(echo $tests)
+    summary="$summary; mypy ok for: ${tests:-no VM tests}"
+else
+    summary="$summary; testScripts not type-checked (no mypy; set MYPY=)"
+fi
+echo "nix-eval-offline: ok: $summary$stub"

@@ -4,10 +4,11 @@
 # No secret is baked into the image. At first boot, before any instance starts:
 #   1. files the operator dropped into the `airclass/` folder of the EFI partition (FAT32,
 #      writable from any OS after writing the image) are moved to /etc/airclass/secrets:
-#        livekit-api-key  livekit-api-secret  cluster-secret  app-token.sha256
-#        (or app-token: the plain application token, hashed here and not kept)
+#        livekit-api-key  livekit-api-secret  cluster-secret
+#        app-token (the plain application token) or app-token.sha256 (its hash)
 #        authorized_keys (SSH public keys for root)
-#   2. whatever is still missing is generated (`airclass-node secrets init`).
+#   2. whatever is still missing is generated (`airclass-node secrets init`), including a fresh
+#      application token in /etc/airclass/secrets/app-token (root only) when none was given.
 {
   config,
   lib,
@@ -18,10 +19,7 @@ let
   cfg = config.services.airclass-node;
   importSecrets = pkgs.writeShellApplication {
     name = "airclass-import-secrets";
-    runtimeInputs = [
-      pkgs.coreutils
-      cfg.package
-    ];
+    runtimeInputs = [ pkgs.coreutils ];
     text = ''
       src=/boot/airclass
       dest=${lib.escapeShellArg cfg.secrets.directory}
@@ -35,11 +33,10 @@ let
         fi
       done
       if [ -s "$src/app-token" ]; then
-        umask 0027
-        airclass-node hash-token < "$src/app-token" > "$dest/app-token.sha256"
-        chgrp airclass "$dest/app-token.sha256"
-        rm -f "$src/app-token"
-        echo "hashed the application token from the EFI partition"
+        # The plain token (root only); `airclass-node secrets init` derives the hash from it.
+        install -m 0600 -o root -g root "$src/app-token" "$dest/app-token"
+        rm -f "$src/app-token" "$dest/app-token.sha256"
+        echo "imported the application token from the EFI partition"
       fi
       if [ -s "$src/authorized_keys" ]; then
         install -d -m 0700 /root/.ssh

@@ -80,8 +80,6 @@ let
             dead_after_missed = 60;
             mdns = discovery == "mdns";
           };
-          # Never let load from the emulated boot keep a node out of placement.
-          cluster.sysload_limit = 1.0;
           livekit.log_level = "info";
         };
         instances.${instance} = {
@@ -91,6 +89,9 @@ let
           settings = {
             # eth0 is QEMU's user network (10.0.2.15 on every VM): advertise the test VLAN.
             node.advertise_address = ip;
+            # The daemon's test knob: report a fixed low load, so that a busy VM never drops out
+            # of placement between two joins and makes the consistency check flaky.
+            node.sysload_override = 0.1;
             livekit.node_ip = ip;
           };
         };
@@ -201,7 +202,7 @@ pkgs.testers.runNixOSTest {
         names = wait_alive(main, ["node-1", "node-2"])
         main.log(f"alive: {names}")
         # Another node sees the same membership through main's API (TCP 8000 through the firewall).
-        assert set(["node-1", "node-2"]) <= set(alive(node1)), alive(node1)
+        wait_alive(node1, ["node-1", "node-2"], timeout=30)
 
     with subtest("joins are placed consistently and LiveKit accepts the tokens"):
         join(node2, "room-denied", "mallory", token="not-the-app-token", expect_ok=False)
@@ -271,7 +272,7 @@ pkgs.testers.runNixOSTest {
         node2.fail("pgrep -x livekit-server")
         # dead_after_missed = 60 x 2 s: only an explicit leave gets it out within 30 s.
         wait_alive(main, ["node-2"], present=False, timeout=30)
-        assert "node-1" in alive(main)
+        wait_alive(main, ["node-1"], timeout=30)
         for i in range(8):
             assert join(node1, f"class-{i}", "u4")["node"] != "node-2"
   '';
