@@ -78,7 +78,7 @@ impl NodeDir {
             "app-token.sha256",
             &format!(
                 "{}\n",
-                airclass_node::config::keygen::token_sha256_hex(APP_TOKEN)
+                airclass_node::cluster::auth::token_sha256_hex(APP_TOKEN)
             ),
         );
         let s = |n: &str| secrets.join(n).display().to_string();
