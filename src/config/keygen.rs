@@ -57,15 +57,20 @@ pub fn init_dir(dir: &Path, group: &str) -> std::io::Result<Vec<String>> {
     )?;
     make("livekit-api-secret", random_base62(43), 0o640, true)?;
     make("cluster-secret", random_base62(43), 0o640, true)?;
-    let token_path = dir.join("app-token");
-    let token = if token_path.exists() {
-        std::fs::read_to_string(&token_path)?.trim().to_string()
-    } else {
-        let t = random_base62(43);
-        make("app-token", t.clone(), 0o600, false)?;
-        t
-    };
-    make("app-token.sha256", token_sha256_hex(&token), 0o640, true)?;
+    // The plain token (root only) is handed to the web backend; the daemon reads only its hash.
+    // An admin may delete the plain token once copied, so nothing is regenerated while the
+    // hash exists.
+    if !dir.join("app-token.sha256").exists() {
+        let token_path = dir.join("app-token");
+        let token = if token_path.exists() {
+            std::fs::read_to_string(&token_path)?.trim().to_string()
+        } else {
+            let t = random_base62(43);
+            make("app-token", t.clone(), 0o600, false)?;
+            t
+        };
+        make("app-token.sha256", token_sha256_hex(&token), 0o640, true)?;
+    }
     Ok(created)
 }
 
@@ -91,6 +96,10 @@ mod tests {
         let hash = std::fs::read_to_string(d.join("app-token.sha256")).unwrap();
         assert_eq!(hash.trim(), token_sha256_hex(token.trim()));
         assert!(init_dir(&d, "x").unwrap().is_empty());
+        // the plain token may be deleted once handed out: it is not regenerated
+        std::fs::remove_file(d.join("app-token")).unwrap();
+        assert!(init_dir(&d, "x").unwrap().is_empty());
+        assert!(!d.join("app-token").exists());
         assert_eq!(
             std::fs::read_to_string(d.join("livekit-api-secret")).unwrap(),
             secret
