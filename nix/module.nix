@@ -36,8 +36,8 @@ let
 
   credentialLines =
     [
-      # An empty assignment drops the template's LoadCredential= lines (which point at the
-      # Debian paths under /etc/airclass/secrets) so that the paths below are the only ones.
+      # The Nix package strips the template's Debian LoadCredential= lines; the empty
+      # assignment resets the list as well, for a template from elsewhere.
       ""
       "livekit-api-key:${cfg.secrets.livekitApiKeyFile}"
       "livekit-api-secret:${cfg.secrets.livekitApiSecretFile}"

@@ -66,6 +66,14 @@ rustPlatform.buildRustPackage {
     install -Dm0644 systemd/airclass-node.target "$unitdir/airclass-node.target"
     substituteInPlace "$unitdir/airclass-node@.service" \
       --replace-fail /usr/bin/airclass-node "$out/bin/airclass-node"
+    # Credential paths are distribution-specific: the Debian template points at
+    # /etc/airclass/secrets. On NixOS the module's per-instance drop-ins are the only source of
+    # LoadCredential= (not relying on an empty assignment resetting the template's list).
+    sed -i '/^LoadCredential=/d' "$unitdir/airclass-node@.service"
+    if grep -q '^LoadCredential=' "$unitdir/airclass-node@.service"; then
+      echo "the template still carries Debian credential paths" >&2
+      exit 1
+    fi
     if grep -n '/usr/s\?bin/airclass-node' "$unitdir"/*; then
       echo "a unit still points at /usr/bin/airclass-node" >&2
       exit 1
