@@ -257,8 +257,12 @@ fn set_status(tx: &watch::Sender<String>, s: String) {
 }
 
 /// Apply discovery events to `shared` (a found main replaces an unknown one; a lost main is
-/// forgotten).
-fn apply_event(ev: DiscoveryEvent, shared: &Mutex<Shared>, current_main: &mut Option<String>) {
+/// forgotten). Returns the name of a main that was just lost.
+fn apply_event(
+    ev: DiscoveryEvent,
+    shared: &Mutex<Shared>,
+    current_main: &mut Option<String>,
+) -> Option<String> {
     let mut s = lock(shared);
     match ev {
         DiscoveryEvent::Found(m) => {
@@ -268,15 +272,22 @@ fn apply_event(ev: DiscoveryEvent, shared: &Mutex<Shared>, current_main: &mut Op
                 s.registered = false;
             }
             *current_main = Some(m.node);
+            None
         }
         DiscoveryEvent::Lost(node) if current_main.as_deref() == Some(node.as_str()) => {
-            tracing::warn!(main = %node, "main stopped advertising");
+            tracing::warn!(main = %node, "main stopped advertising; looking for it again, LiveKit keeps serving");
             s.main_url = None;
             s.registered = false;
             *current_main = None;
+            Some(node)
         }
-        DiscoveryEvent::Lost(_) => {}
+        DiscoveryEvent::Lost(_) => None,
     }
+}
+
+/// Status while a main that was known is gone (before the discovery timeout says more).
+pub fn main_lost_status(main: &str) -> String {
+    format!("main {main} stopped advertising; looking for it again (LiveKit keeps serving)")
 }
 
 async fn run(
@@ -290,6 +301,8 @@ async fn run(
     let st = &client.settings;
     let name = st.info.name.clone();
     let started = tokio::time::Instant::now();
+    // when the current search for main began (start, or the moment a known main was lost)
+    let mut search_started = started;
     let mut period = st.heartbeat;
     let mut current_main: Option<String> = None;
     let mut warned_not_found = false;
@@ -310,7 +323,7 @@ async fn run(
                 set_status(&status, MAIN_NOT_FOUND.into());
                 tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(period) => continue }
             };
-            let deadline = started + st.discovery_timeout;
+            let deadline = search_started + st.discovery_timeout;
             let wait = if warned_not_found {
                 period
             } else {
@@ -319,7 +332,13 @@ async fn run(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 ev = rx.recv() => match ev {
-                    Some(ev) => apply_event(ev, &shared, &mut current_main),
+                    Some(ev) => {
+                        if let Some(lost) = apply_event(ev, &shared, &mut current_main) {
+                            search_started = tokio::time::Instant::now();
+                            warned_not_found = false;
+                            set_status(&status, main_lost_status(&lost));
+                        }
+                    }
                     None => { browse = None; }
                 },
                 _ = tokio::time::sleep(wait) => {
@@ -416,7 +435,13 @@ async fn run(
                 _ = &mut sleep => break,
                 ev = async { match browse.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     match ev {
-                        Some(ev) => apply_event(ev, &shared, &mut current_main),
+                        Some(ev) => {
+                            if let Some(lost) = apply_event(ev, &shared, &mut current_main) {
+                                search_started = tokio::time::Instant::now();
+                                warned_not_found = false;
+                                set_status(&status, main_lost_status(&lost));
+                            }
+                        }
                         None => browse = None,
                     }
                 }

@@ -61,8 +61,14 @@ async fn sub_reports_main_not_found_then_registers_when_main_appears() {
         sub.status_text()
     );
 
-    // main vanishes and comes back on another port: the sub follows
+    // main vanishes: the sub says so (not yet "not found"), then main comes back on another
+    // port and the sub follows
     d.remove("main");
+    wait_until(Duration::from_secs(3), || async {
+        sub.status_text() == airclass_node::cluster::sub_role::main_lost_status("main")
+    })
+    .await
+    .unwrap_or_else(|| panic!("status after main vanished: {}", sub.status_text()));
     let m2 = MainServer::start(HB, None).await;
     d.advertise(&advert("main", "main", m2.port)).unwrap();
     wait_until(Duration::from_secs(4), || async {
