@@ -213,6 +213,14 @@ impl Daemon {
         }
     }
 
+    /// Spawn and wait for `READY=1` (fails the test with the daemon's log otherwise).
+    pub async fn spawn_ready(node: &NodeDir, env: &[(&str, &str)]) -> Self {
+        let mut d = Self::spawn(node, env);
+        let ready = d.wait_note("READY=1", Duration::from_secs(20)).await;
+        assert!(ready.is_some(), "no READY=1; log:\n{}", d.log_text());
+        d
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

@@ -39,14 +39,7 @@ async fn ready_only_after_livekit_answers_200() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_cadence_and_status() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let ready_note = d
         .notes
         .iter()
@@ -81,14 +74,7 @@ async fn watchdog_cadence_and_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_stopping_drains_livekit_and_exits_0() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let lk = d.livekit_pid().await.unwrap();
     d.signal(Signal::SIGTERM);
     assert!(d
@@ -163,14 +149,7 @@ async fn inherited_livekit_variables_are_scrubbed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_child_has_no_capabilities() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let pid = d.livekit_pid().await.unwrap();
     for f in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         let v = status_field(pid, f).unwrap();
@@ -183,14 +162,7 @@ async fn livekit_child_has_no_capabilities() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_endpoint_lists_a_room_created_through_livekit() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let d = Daemon::spawn_ready(&node, &[]).await;
     let host = format!("http://127.0.0.1:{}", d.livekit_port);
     let client = livekit_api::services::room::RoomClient::with_api_key(
         &host,
@@ -267,14 +239,7 @@ async fn control_api_over_tls() {
         ),
     )
     .unwrap();
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let _daemon = Daemon::spawn_ready(&node, &[]).await;
     let pem = std::fs::read(&cert).unwrap();
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])

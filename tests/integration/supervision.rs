@@ -10,14 +10,7 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_livekit_is_restarted() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
@@ -35,14 +28,7 @@ async fn kill_9_of_livekit_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_of_livekit_is_detected_and_restarted() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     kill(Pid::from_raw(old as i32), Signal::SIGSTOP).unwrap();
@@ -62,14 +48,7 @@ async fn sigstop_of_livekit_is_detected_and_restarted() {
 async fn drain_budget_then_sigkill() {
     // the stand-in ignores SIGTERM: the daemon must SIGKILL it after drain (3 s) + 2 s
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[("STANDIN_IGNORE_SIGTERM", "1")]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[("STANDIN_IGNORE_SIGTERM", "1")]).await;
     let lk = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     d.signal(Signal::SIGTERM);
@@ -94,14 +73,7 @@ async fn drain_budget_then_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_daemon_leaves_no_livekit() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let lk = d.livekit_pid().await.unwrap();
     assert!(alive(lk));
     d.signal(Signal::SIGKILL);
@@ -124,14 +96,7 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
         "main",
         &format!("[redis]\nurl = \"{}\"\n", redis.url()),
     );
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let pid = d.livekit_pid().await.unwrap();
     let port = redis.port;
     drop(redis); // Redis goes away: LiveKit answers 406 Not Ready
@@ -172,14 +137,7 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
 async fn crash_loop_exhausts_the_restart_budget_and_exits_1() {
     // every LiveKit crashes 300 ms after ready (exit 2, like a Go panic); budget 2 restarts
     let node = NodeDir::standalone("[livekit]\nrestart_budget = 2\n");
-    let mut d = Daemon::spawn(&node, &[("STANDIN_CRASH_AFTER_MS", "300")]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[("STANDIN_CRASH_AFTER_MS", "300")]).await;
     let t0 = Instant::now();
     let code = d.wait_exit(Duration::from_secs(30));
     assert_eq!(code, Some(1), "{}", d.log_text());
@@ -203,14 +161,7 @@ async fn not_ready_while_redis_is_up_is_restarted() {
         "main",
         &format!("[redis]\nurl = \"{}\"\n", redis.url()),
     );
-    let mut d = Daemon::spawn(&node, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     // the stand-in's test hook: answer 406 Not Ready although Redis is fine
     let r = reqwest::Client::new()
@@ -234,14 +185,7 @@ async fn not_ready_while_redis_is_up_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_participants_is_cut_by_the_second_sigterm() {
     let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn(&node, &[("STANDIN_PARTICIPANTS", "algebra=2")]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = Daemon::spawn_ready(&node, &[("STANDIN_PARTICIPANTS", "algebra=2")]).await;
     let lk = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
     d.signal(Signal::SIGTERM);
