@@ -47,6 +47,14 @@ impl Server {
             Server::Standin => "livekit-standin",
         }
     }
+
+    /// Short tag for figure names: `real` or `standin`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Server::Real => "real",
+            Server::Standin => "standin",
+        }
+    }
 }
 
 /// A TCP port that was free on every address a moment ago.
@@ -334,7 +342,7 @@ impl Drop for LkProc {
 pub struct Sock {
     /// `tcp` or `udp`.
     pub proto: String,
-    /// Local address without brackets: `*`, `0.0.0.0`, `10.77.0.13`, `fd00::2`.
+    /// Local address without brackets or zone: `*`, `0.0.0.0`, `10.77.0.13`, `fe80::1`.
     pub addr: String,
     pub port: u16,
 }
@@ -365,8 +373,8 @@ fn parse_ss_line(line: &str) -> Option<Sock> {
     let cols: Vec<&str> = line.split_whitespace().collect();
     let (proto, local) = (cols.first()?, cols.get(4)?);
     let (addr, port) = local.rsplit_once(':')?;
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
     let addr = addr.split('%').next().unwrap_or(addr);
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
     Some(Sock {
         proto: proto.to_string(),
         addr: addr.to_string(),

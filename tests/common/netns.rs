@@ -1,6 +1,7 @@
-//! A private network namespace for one test: `lo` up plus a dummy interface `lan0` carrying
-//! the test's own addresses (a closed classroom LAN with no route anywhere else). Deleted on
-//! drop. Needs root (`ip netns add`); without it the test fails saying so.
+//! A private network namespace for one test: `lo` up plus `lan0` carrying the test's own
+//! addresses (a closed classroom LAN with no route anywhere else). `lan0` is one end of a veth
+//! pair whose other end (`lan1`, no address) stays in the namespace too, so nothing is added
+//! to the host. Deleted on drop. Needs root (`ip netns add`); without it the test fails saying so.
 
 #![allow(dead_code)]
 
@@ -34,10 +35,13 @@ impl Netns {
         ip(&["netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["link", "add", "lan0", "type", "dummy"]);
+        ns.ip(&[
+            "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+        ]);
         for c in cidrs {
             ns.ip(&["addr", "add", c, "dev", "lan0"]);
         }
+        ns.ip(&["link", "set", "lan1", "up"]);
         ns.ip(&["link", "set", "lan0", "up"]);
         ns
     }

@@ -16,6 +16,7 @@ pub struct RedisProc {
     pub host: String,
     pub port: u16,
     netns: Option<String>,
+    password: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -38,11 +39,22 @@ impl RedisProc {
 
     /// On `host:port`, inside `netns` if given.
     pub fn start_at(host: &str, port: u16, netns: Option<&Netns>) -> RedisProc {
+        Self::start_with(host, port, netns, None)
+    }
+
+    /// As [`RedisProc::start_at`], with `requirepass` when `password` is given.
+    pub fn start_with(
+        host: &str,
+        port: u16,
+        netns: Option<&Netns>,
+        password: Option<&str>,
+    ) -> RedisProc {
         let mut r = RedisProc {
             child: None,
             host: host.to_string(),
             port,
             netns: netns.map(|n| n.name.clone()),
+            password: password.map(str::to_string),
             dir: tempfile::tempdir().expect("tempdir"),
         };
         r.restart();
@@ -84,6 +96,11 @@ impl RedisProc {
         let child = cmd
             .args(["--port", &self.port.to_string(), "--bind", &self.host])
             .args(["--save", "", "--appendonly", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -108,13 +125,29 @@ impl RedisProc {
     /// PING over a fresh connection (inside the namespace when there is one).
     fn ping(&self) -> bool {
         match &self.netns {
-            Some(ns) => Command::new("ip")
-                .args(["netns", "exec", ns, "redis-cli", "-h", &self.host])
-                .args(["-p", &self.port.to_string(), "ping"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG"),
+            Some(_) => self.cli(&["ping"]) == "PONG",
             None => TcpStream::connect((self.host.as_str(), self.port)).is_ok(),
         }
+    }
+
+    /// `redis-cli ARGS…` against this server (inside its namespace), trimmed stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-cli"]);
+                c
+            }
+            None => Command::new("redis-cli"),
+        };
+        cmd.args(["-h", &self.host, "-p", &self.port.to_string()]);
+        if let Some(p) = &self.password {
+            cmd.args(["-a", p, "--no-auth-warning"]);
+        }
+        cmd.args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
     }
 
     /// A synchronous connection (loopback only).

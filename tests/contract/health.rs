@@ -56,19 +56,29 @@ async fn health_ok_and_404(s: Server) {
         })
         .to_jwt()
         .expect("jwt");
-    let r = c
-        .get(format!("{url}/rtc/validate?access_token={join}"))
-        .send()
-        .await
-        .expect("validate");
-    assert_eq!(r.status(), 200, "{n}");
-    assert_eq!(r.text().await.expect("body"), "success", "{n}");
-    let r = c
-        .get(format!("{url}/rtc/v1/validate?access_token=garbage"))
-        .send()
-        .await
-        .expect("validate");
-    assert_eq!(r.status(), 401, "{n}");
+    // The join-token validation routes: (path, status, body).
+    let checks = [
+        (format!("/rtc/validate?access_token={join}"), 200, "success"),
+        (
+            "/rtc/v1/validate?access_token=garbage".to_string(),
+            401,
+            "invalid authorization token",
+        ),
+        (
+            format!("/rtc/v1/validate?access_token={join}"),
+            400,
+            "join_request is required",
+        ),
+    ];
+    for (path, status, body) in checks {
+        let r = c
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .expect("validate");
+        assert_eq!(r.status(), status, "{n}: {path}");
+        assert_eq!(r.text().await.expect("body"), body, "{n}: {path}");
+    }
 }
 
 fn with_redis(port: u16, redis: &RedisProc) -> Opts {
@@ -133,7 +143,7 @@ async fn redis_outage_flips_health_both_ways(s: Server) {
     let up = time_until(&url, 200, Duration::from_secs(30))
         .await
         .unwrap_or_else(|| panic!("{n}: / must answer 200 again once Redis is back"));
-    let tag = if s == Server::Real { "real" } else { "standin" };
+    let tag = s.tag();
     figure(
         &format!("contract {tag}: / 200 -> 406 after Redis stops"),
         format!("{:.2} s", down.as_secs_f64()),
@@ -204,15 +214,20 @@ async fn redis_node_entry_lifecycle(s: Server) {
     };
     assert!(full.num_cpus >= 1, "{n}: {full:?}");
 
-    // Drain: SHUTTING_DOWN while a participant stays, HDEL on exit.
-    let who = add_participant(&p, port, "busy", "alice").await;
+    drain_in_redis(&mut p, port, &mut con, &id).await;
+}
+
+/// Drain: `SHUTTING_DOWN` in `nodes` while a participant stays, HDEL on exit.
+async fn drain_in_redis(p: &mut LkProc, port: u16, con: &mut redis::Connection, id: &str) {
+    let n = p.server.name();
+    let who = add_participant(p, port, "busy", "alice").await;
     p.signal(Signal::SIGTERM);
     p.wait_line("exit requested, shutting down", Duration::from_secs(3))
         .expect("line");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut state = -1;
     while Instant::now() < deadline {
-        state = node_entry(&mut con, &id).map_or(-1, |n| n.state);
+        state = node_entry(con, id).map_or(-1, |n| n.state);
         if state == livekit_protocol::NodeState::ShuttingDown as i32 {
             break;
         }
@@ -229,6 +244,6 @@ async fn redis_node_entry_lifecycle(s: Server) {
         Some(0),
         "{n}"
     );
-    assert!(node_entry(&mut con, &id).is_none(), "{n}: HDEL on exit");
+    assert!(node_entry(con, id).is_none(), "{n}: HDEL on exit");
     drop(who);
 }

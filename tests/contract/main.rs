@@ -39,6 +39,7 @@ macro_rules! both {
 mod goldens;
 mod health;
 mod participants;
+mod rendered;
 mod signals;
 mod standin_only;
 mod startup;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::participants::{add_participant, base, http};
+use super::participants::{add_participant, base, http, Present};
 use crate::common::figures::figure;
 use crate::common::livekit_proc::{base_config, free_port, parse_console, LkProc, Opts, Server};
 
@@ -15,6 +15,7 @@ both!(
     drain_ends_when_the_room_empties,
     idle_exit_is_quick,
     signal_within_100ms_of_ready_is_lost,
+    create_room_while_draining,
 );
 
 /// The real server marks itself running 100 ms after the ready line; a first signal before
@@ -31,24 +32,23 @@ fn ms_of_day(ts: &str) -> i64 {
     ((n(0, 2) * 60 + n(3, 5)) * 60 + n(6, 8)) * 1000 + n(9, 12)
 }
 
-fn tag(s: Server) -> &'static str {
-    if s == Server::Real {
-        "real"
-    } else {
-        "standin"
-    }
-}
-
-async fn first_sigterm_drains_second_forces(s: Server) {
-    let port = free_port();
-    let mut p = LkProc::spawn(s, &Opts::new(base_config(port, free_port())));
+/// Starts `cfg` (HTTP on `port`), puts a participant in room `class` and sends the 1st
+/// SIGTERM; returns the server, the participant and the `exit requested` line.
+async fn start_draining(s: Server, cfg: String, port: u16) -> (LkProc, Present, String) {
+    let p = LkProc::spawn(s, &Opts::new(cfg));
     p.wait_ready();
-    let n = s.name();
     let who = add_participant(&p, port, "class", "student-1").await;
     p.signal(Signal::SIGTERM);
     let line = p
         .wait_line("exit requested, shutting down", Duration::from_secs(3))
-        .unwrap_or_else(|| panic!("{n}: no exit-requested line"));
+        .unwrap_or_else(|| panic!("{}: no exit-requested line", s.name()));
+    (p, who, line)
+}
+
+async fn first_sigterm_drains_second_forces(s: Server) {
+    let port = free_port();
+    let (mut p, who, line) = start_draining(s, base_config(port, free_port()), port).await;
+    let n = s.name();
     let l = parse_console(&line);
     assert_eq!(l.caller, "server/main.go:315", "{n}");
     assert_eq!(
@@ -64,7 +64,7 @@ async fn first_sigterm_drains_second_forces(s: Server) {
     figure(
         &format!(
             "contract {}: first 'waiting for participants' after SIGTERM",
-            tag(s)
+            s.tag()
         ),
         format!("{:.1} s", t0.elapsed().as_secs_f64()),
     );
@@ -89,7 +89,7 @@ async fn first_sigterm_drains_second_forces(s: Server) {
     figure(
         &format!(
             "contract {}: exit after the 2nd signal (participant still in)",
-            tag(s)
+            s.tag()
         ),
         format!("{:.2} s", t1.elapsed().as_secs_f64()),
     );
@@ -109,13 +109,8 @@ async fn first_sigterm_drains_second_forces(s: Server) {
 
 async fn drain_ends_when_the_room_empties(s: Server) {
     let port = free_port();
-    let mut p = LkProc::spawn(s, &Opts::new(base_config(port, free_port())));
-    p.wait_ready();
+    let (mut p, who, _) = start_draining(s, base_config(port, free_port()), port).await;
     let n = s.name();
-    let who = add_participant(&p, port, "class", "student-1").await;
-    p.signal(Signal::SIGTERM);
-    p.wait_line("exit requested, shutting down", Duration::from_secs(3))
-        .unwrap_or_else(|| panic!("{n}: no exit-requested line"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         p.wait_exit(Duration::from_millis(10)).is_none(),
@@ -133,7 +128,7 @@ async fn drain_ends_when_the_room_empties(s: Server) {
     figure(
         &format!(
             "contract {}: exit after the last participant left a drain",
-            tag(s)
+            s.tag()
         ),
         format!("{:.1} s", t0.elapsed().as_secs_f64()),
     );
@@ -151,7 +146,7 @@ async fn idle_exit_is_quick(s: Server) {
         .unwrap_or_else(|| panic!("{n}: idle server did not exit on SIGQUIT"));
     assert_eq!(st.code(), Some(0), "{n}");
     figure(
-        &format!("contract {}: idle exit after SIGQUIT", tag(s)),
+        &format!("contract {}: idle exit after SIGQUIT", s.tag()),
         format!("{:.2} s", t0.elapsed().as_secs_f64()),
     );
     let quit = p.lines().into_iter().find(|l| l.contains("exit requested"));
@@ -195,11 +190,47 @@ async fn signal_within_100ms_of_ready_is_lost(s: Server) {
         figure(
             &format!(
                 "contract {}: SIGTERM lost when sent this soon after the ready line",
-                tag(s)
+                s.tag()
             ),
             format!("{dt} ms"),
         );
         return;
     }
     panic!("{n}: could not land a SIGTERM within 80 ms of the ready line in 8 tries");
+}
+
+/// While draining (a participant still in), CreateRoom of a new room: single-node routing
+/// places it anyway (the local router ignores the node state); with Redis the node selector
+/// skips the SHUTTING_DOWN node: `could not find any available nodes`.
+async fn create_room_while_draining(s: Server) {
+    let n = s.name();
+    for with_redis in [false, true] {
+        let redis = with_redis.then(crate::common::redis_proc::RedisProc::start);
+        let port = free_port();
+        let mut cfg = base_config(port, free_port());
+        if let Some(r) = &redis {
+            cfg += &format!("redis:\n  address: {}\n", r.address());
+        }
+        let (_p, who, _) = start_draining(s, cfg, port).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let client = livekit_api::services::room::RoomClient::with_api_key(
+            &base(port),
+            crate::common::livekit_proc::KEY,
+            crate::common::livekit_proc::SECRET,
+        );
+        let created = client.create_room("late", Default::default()).await;
+        match (with_redis, created) {
+            (false, Ok(room)) => assert_eq!(room.name, "late", "{n}"),
+            (true, Err(livekit_api::services::ServiceError::Twirp(e))) => {
+                let text = format!("{e:?}");
+                assert!(text.contains("code: \"unknown\""), "{n}: {text}");
+                assert!(
+                    text.contains("could not find any available nodes"),
+                    "{n}: {text}"
+                );
+            }
+            (r, other) => panic!("{n} redis={r}: CreateRoom while draining: {other:?}"),
+        }
+        drop(who);
+    }
 }

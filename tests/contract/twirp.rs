@@ -17,6 +17,7 @@ both!(
     twirp_list_participants,
     twirp_auth_401_bodies,
     twirp_routing_errors,
+    twirp_edge_answers,
 );
 
 fn start(s: Server) -> (LkProc, String) {
@@ -181,7 +182,7 @@ async fn twirp_list_participants(s: Server) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(listed[0].num_participants, 1, "{n}: {listed:?}");
-    let tag = if s == Server::Real { "real" } else { "standin" };
+    let tag = s.tag();
     figure(
         &format!("contract {tag}: ListRooms num_participants shows a join after"),
         format!("{:.1} s", t0.elapsed().as_secs_f64()),
@@ -211,84 +212,38 @@ async fn twirp_list_participants(s: Server) {
     drop(who);
 }
 
+/// POST ListRooms (JSON) with an optional `Authorization` header.
+async fn list_rooms_with(url: &str, auth: Option<String>) -> reqwest::Response {
+    let mut rb = http()
+        .post(rpc(url, "ListRooms"))
+        .header("Content-Type", "application/json")
+        .body("{}");
+    if let Some(a) = auth {
+        rb = rb.header("Authorization", a);
+    }
+    rb.send().await.expect("send")
+}
+
 async fn twirp_auth_401_bodies(s: Server) {
     let (_p, url) = start(s);
-    let (c, n) = (http(), s.name());
-    let post = |auth: Option<String>| {
-        let mut rb = c
-            .post(rpc(&url, "ListRooms"))
-            .header("Content-Type", "application/json")
-            .body("{}");
-        if let Some(a) = auth {
-            rb = rb.header("Authorization", a);
-        }
-        rb.send()
-    };
+    let n = s.name();
     let denied = r#"{"code":"unauthenticated","msg":"permissions denied"}"#;
     // No header, or a valid token without the grant: Twirp JSON 401.
-    let r = post(None).await.expect("send");
+    let r = list_rooms_with(&url, None).await;
     assert_eq!(r.status(), 401, "{n}");
     assert_eq!(r.text().await.expect("body"), denied, "{n}");
     let wrong = token(VideoGrants {
         room_create: true,
         ..Default::default()
     });
-    let r = post(Some(format!("Bearer {wrong}"))).await.expect("send");
+    let r = list_rooms_with(&url, Some(format!("Bearer {wrong}"))).await;
     assert_eq!(r.status(), 401, "{n}");
     assert_eq!(r.text().await.expect("body"), denied, "{n}");
-
-    // Middleware failures: plain text (1.13.5 wording, CONTRACT §16 correction 5).
-    let grant = || VideoGrants {
-        room_list: true,
-        ..Default::default()
-    };
-    let bad_secret = AccessToken::with_api_key(KEY, "ffffffffffffffffffffffffffffffffffff")
-        .with_grants(grant())
-        .to_jwt()
-        .expect("jwt");
-    let unknown_key = AccessToken::with_api_key("APIother", SECRET)
-        .with_grants(grant())
-        .to_jwt()
-        .expect("jwt");
-    let claims =
-        serde_json::json!({"iss": KEY, "exp": 1_000_000, "nbf": 0, "video": {"roomList": true}});
-    let expired = hs256_jwt(&claims, SECRET);
-    // (header, exact body or body prefix)
-    let cases = [
-        (
-            format!("Basic {wrong}"),
-            "invalid authorization header. Must start with Bearer ".to_string(),
-            true,
-        ),
-        (
-            "Bearer not.a.jwt".to_string(),
-            "invalid authorization token".to_string(),
-            true,
-        ),
-        (
-            format!("Bearer {unknown_key}"),
-            "invalid API key: APIother".to_string(),
-            true,
-        ),
-        (
-            format!("Bearer {bad_secret}"),
-            format!("invalid token: {bad_secret}, error: "),
-            false,
-        ),
-        (
-            format!("Bearer {expired}"),
-            format!("invalid token: {expired}, error: "),
-            false,
-        ),
-    ];
-    for (header, expect, exact) in cases {
-        let r = post(Some(header.clone())).await.expect("send");
+    for (header, expect, exact) in middleware_cases(&wrong) {
+        let r = list_rooms_with(&url, Some(header.clone())).await;
         assert_eq!(r.status(), 401, "{n}: {header}");
-        assert_eq!(
-            r.headers()["content-type"],
-            "text/plain; charset=utf-8",
-            "{n}: {header}"
-        );
+        let ct = r.headers()["content-type"].clone();
+        assert_eq!(ct, "text/plain; charset=utf-8", "{n}: {header}");
         let body = r.text().await.expect("body");
         let ok = if exact {
             body == expect
@@ -304,6 +259,53 @@ async fn twirp_auth_401_bodies(s: Server) {
     // The SDK with a wrong secret fails (the plain 401 is not Twirp JSON).
     let bad = RoomClient::with_api_key(&url, KEY, "ffffffffffffffffffffffffffffffffffff");
     assert!(bad.list_rooms(vec![]).await.is_err(), "{n}");
+}
+
+/// Middleware failures, plain text in the 1.13.5 wording (`auth.go`; CONTRACT §16
+/// correction 5, corrected again): (header, body, exact or prefix).
+fn middleware_cases(wrong_grant: &str) -> Vec<(String, String, bool)> {
+    let grant = || VideoGrants {
+        room_list: true,
+        ..Default::default()
+    };
+    let signed = |key: &str, secret: &str| {
+        AccessToken::with_api_key(key, secret)
+            .with_grants(grant())
+            .to_jwt()
+            .expect("jwt")
+    };
+    let bad_secret = signed(KEY, "ffffffffffffffffffffffffffffffffffff");
+    let unknown_key = signed("APIother", SECRET);
+    let claims =
+        serde_json::json!({"iss": KEY, "exp": 1_000_000, "nbf": 0, "video": {"roomList": true}});
+    let expired = hs256_jwt(&claims, SECRET);
+    vec![
+        (
+            format!("Basic {wrong_grant}"),
+            "invalid authorization header. Must start with Bearer ".into(),
+            true,
+        ),
+        (
+            "Bearer not.a.jwt".into(),
+            "invalid authorization token".into(),
+            true,
+        ),
+        (
+            format!("Bearer {unknown_key}"),
+            "invalid API key: APIother".into(),
+            true,
+        ),
+        (
+            format!("Bearer {bad_secret}"),
+            format!("invalid token: {bad_secret}, error: "),
+            false,
+        ),
+        (
+            format!("Bearer {expired}"),
+            format!("invalid token: {expired}, error: "),
+            false,
+        ),
+    ]
 }
 
 async fn twirp_routing_errors(s: Server) {
@@ -324,4 +326,66 @@ async fn twirp_routing_errors(s: Server) {
     assert_eq!(r.status(), 404, "{n}: text/plain");
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["code"], "bad_route", "{n}: {e}");
+}
+
+/// Edge answers the daemon may meet: an empty room name is accepted (a room named ""),
+/// malformed JSON, participants of an unknown room (an empty list), an unknown participant.
+async fn twirp_edge_answers(s: Server) {
+    let (_p, url) = start(s);
+    let (c, n) = (http(), s.name());
+    let create = token(VideoGrants {
+        room_create: true,
+        ..Default::default()
+    });
+    let admin = |room: &str| {
+        token(VideoGrants {
+            room_admin: true,
+            room: room.into(),
+            ..Default::default()
+        })
+    };
+    let call = |method: &str, auth: String, body: &'static str| {
+        c.post(rpc(&url, method))
+            .bearer_auth(auth)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = call("CreateRoom", create.clone(), r#"{"name":""}"#)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "{n}: empty name");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["name"], "", "{n}: {v}");
+    let r = call("CreateRoom", create, "garbage").await.expect("send");
+    assert_eq!(r.status(), 400, "{n}");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"code": "malformed", "msg": "the json request could not be decoded"}),
+        "{n}"
+    );
+    let r = call("ListParticipants", admin("nope"), r#"{"room":"nope"}"#)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "{n}");
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        serde_json::json!({"participants": []}),
+        "{n}"
+    );
+    let r = call(
+        "GetParticipant",
+        admin("nope"),
+        r#"{"room":"nope","identity":"x"}"#,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 404, "{n}");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"code": "not_found", "msg": "twirp error unknown: participant does not exist"}),
+        "{n}"
+    );
 }

@@ -432,11 +432,12 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
         if let Some(existing) = rooms.get_mut(&req.name) {
             existing.view()
         } else {
-            if shared.draining.load(Ordering::Relaxed) {
-                // The only node is SHUTTING_DOWN: no selectable node.
+            if shared.draining.load(Ordering::Relaxed) && shared.redis.is_some() {
+                // With Redis the selector skips SHUTTING_DOWN nodes; single-node routing
+                // places the room whatever the node state.
                 return twirp_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    "unknown",
                     "could not find any available nodes",
                     None,
                 );
