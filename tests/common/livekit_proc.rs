@@ -288,7 +288,7 @@ impl LkProc {
             if found.is_some() || Instant::now() >= deadline {
                 return found;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
