@@ -10,6 +10,8 @@ synthetic media and prints what happened as one JSON line on stdout.
 
   media_client.py --url ws://10.78.0.11:7890 --token JWT --role subscribe --duration 8 \
       --tone-hz 440 --width 320 --height 240 [--expect]
+  media_client.py --main http://10.213.0.10:8000 --app-token-file FILE --room algebra-101 \
+      --identity kim --role subscribe        (asks main's POST /api/rooms/ROOM/join first)
 
 With --expect the exit status says whether the received media matched what a publisher started
 with the same --tone-hz/--amplitude/--width/--height/--color sends (0 yes, 1 no); without it the
@@ -38,8 +40,13 @@ def log(msg):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", required=True, help="LiveKit URL, e.g. ws://10.78.0.10:7880")
-    p.add_argument("--token", required=True, help="LiveKit access token (from main's join)")
+    p.add_argument("--url", help="LiveKit URL, e.g. ws://10.78.0.10:7880 (with --token)")
+    p.add_argument("--token", help="LiveKit access token (from main's join)")
+    p.add_argument("--main", help="instead of --url/--token: ask this main (e.g. "
+                   "http://10.213.0.10:8000) with POST /api/rooms/ROOM/join")
+    p.add_argument("--room", help="with --main: the room")
+    p.add_argument("--identity", help="with --main: the participant identity")
+    p.add_argument("--app-token-file", help="with --main: file holding the application token")
     p.add_argument("--role", required=True, choices=["publish", "subscribe"])
     p.add_argument("--duration", type=float, default=8.0, help="seconds of media (default 8)")
     p.add_argument("--tone-hz", type=float, default=440.0, help="tone frequency (default 440)")
@@ -53,12 +60,34 @@ def parse_args(argv):
     p.add_argument("--wait-tracks", type=float, default=15.0,
                    help="subscribe: seconds to wait for the first track (default 15)")
     a = p.parse_args(argv)
+    if a.main:
+        if not (a.room and a.identity and a.app_token_file):
+            p.error("--main needs --room, --identity and --app-token-file")
+    elif not (a.url and a.token):
+        p.error("give --url and --token, or --main with --room/--identity/--app-token-file")
     a.rgb = tuple(int(c) for c in a.color.split(","))
     if len(a.rgb) != 3 or not all(0 <= c <= 255 for c in a.rgb):
         p.error("--color must be R,G,B with each 0..255")
     if not 0 < a.amplitude <= 1:
         p.error("--amplitude must be in (0, 1]")
     return a
+
+
+def join_via_main(args):
+    """Ask main where the room is: its answer gives the LiveKit URL and a token."""
+    import urllib.parse
+    import urllib.request
+
+    app_token = open(args.app_token_file).read().strip()
+    role = "teacher" if args.role == "publish" else "student"
+    body = json.dumps({"identity": args.identity, "name": args.identity, "role": role}).encode()
+    url = f"{args.main.rstrip('/')}/api/rooms/{urllib.parse.quote(args.room, safe='')}/join"
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {app_token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.loads(r.read())
+    args.url, args.token = answer["livekit_url"], answer["token"]
+    return answer["node"]
 
 
 def expected_rms(amplitude):
@@ -292,8 +321,11 @@ def verdict(res, args):
 async def main(argv):
     args = parse_args(argv)
     t0 = time.monotonic()
-    res = {"role": args.role, "url": args.url}
+    res = {"role": args.role}
     try:
+        if args.main:
+            res["node"] = join_via_main(args)
+        res["url"] = args.url
         room, res["connect_ms"] = await connect(args)
     except Exception as e:
         res["error"] = f"connect failed: {type(e).__name__}: {e}"
