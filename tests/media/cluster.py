@@ -251,9 +251,10 @@ app_token_sha256_file = "{sec}/app-token.sha256"
 
     def livekit_pid(self, host):
         """The livekit-server child of `host`'s daemon (None if there is none)."""
-        d = self.procs[host].pid
+        d, kids = self.procs[host].pid, []
         try:
-            kids = open(f"/proc/{d}/task/{d}/children").read().split()
+            for task in os.listdir(f"/proc/{d}/task"):  # a child is listed under the thread that forked it
+                kids += open(f"/proc/{d}/task/{task}/children").read().split()
         except OSError:
             return None
         for k in kids:
