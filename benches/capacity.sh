@@ -3,14 +3,14 @@
 # how many real participants one node carries in `mux` and in `range` port mode.
 # See benches/capacity.py for what is measured; docs/benchmarks.md for the figures.
 #
-#   benches/capacity.sh [--modes mux,range] [--max 40] [--step 4] [--window 6] ...
+#   benches/capacity.sh [--modes mux,range] [--max 48 --step 4] [--range-max 25 --range-step 1] [--window 6]
 #       (arguments go to benches/capacity.py; results also in target/bench/capacity.json)
 #
 # Same dependencies and topology as tests/media/run.sh: root, the real livekit-server
 # (scripts/livekit.sh), the SDK venv (tests/media/venv.sh), one node namespace TAG-main
 # (10.79.0.10) and one client namespace (10.79.0.100) on a private bridge, no route out.
 # Uses target/release/airclass-node when built (cargo build --release), else target/debug.
-# Takes 2-10 minutes per mode. The machine's other load shows in the `machine` and `load1` columns.
+# Takes about 4 minutes per mode (defaults). The machine's other load shows in the `machine` and `load1` columns.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

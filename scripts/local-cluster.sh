@@ -119,6 +119,11 @@ fi
 
 "${RUN[@]}" redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no >"$W/redis.log" 2>&1 &
 REDIS_PID=$!
+for _ in $(seq 100); do  # a clustered daemon exits 1 when Redis is unreachable at its start
+  [[ $("${RUN[@]}" redis-cli -p 6390 ping 2>/dev/null) == PONG ]] && break
+  kill -0 "$REDIS_PID" 2>/dev/null || { cat "$W/redis.log"; die "redis-server exited"; }
+  sleep 0.1
+done
 "$BIN" secrets init --dir "$W/secrets" >/dev/null
 mkdir -p "$W/nodes"
 cat >"$W/airclass.toml" <<EOF

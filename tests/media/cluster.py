@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -152,6 +153,7 @@ app_token_sha256_file = "{sec}/app-token.sha256"
         self.spawn("redis", self.main, ["redis-server", "--bind", self.redis_ip, "--port",
                                         str(REDIS_PORT), "--save", "", "--appendonly", "no",
                                         "--protected-mode", "no"])
+        self.wait_redis()  # a clustered daemon exits 1 when Redis is unreachable at its start
         for name in self.hosts:
             env = dict(os.environ, RUNTIME_DIRECTORY=os.path.join(self.work, "run", name),
                        RUST_LOG="info")
@@ -160,6 +162,21 @@ app_token_sha256_file = "{sec}/app-token.sha256"
             self.spawn(name, name, [self.daemon, "--config", os.path.join(self.work, "airclass.toml"),
                                     "--nodes-dir", os.path.join(self.work, "nodes"),
                                     "run", "--instance", name], env=env)
+
+    def wait_redis(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with socket.create_connection((self.redis_ip, REDIS_PORT), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise ClusterError(f"redis-server did not answer on {self.redis_ip}:{REDIS_PORT} in {timeout} s:\n"
+                           f"{self.log('redis')[-2000:]}")
 
     def log(self, key):
         try:
