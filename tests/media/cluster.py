@@ -240,8 +240,9 @@ app_token_sha256_file = "{sec}/app-token.sha256"
     def livekit_node_id(self, host):
         """The LiveKit node id of `host`, from the ready line its daemon forwarded (the last one:
         a restarted LiveKit gets a new id)."""
-        ids = re.findall(r'"nodeID": "([A-Za-z0-9_]+)"', self.log(host))
-        return ids[-1] if ids else None
+        ids = [m.group(1) for line in self.log(host).splitlines() if "starting LiveKit server" in line
+               for m in [re.search(r'"nodeID": "([A-Za-z0-9_]+)"', line)] if m]
+        return ids[-1] if ids else None  # other lines name other nodes' ids (CreateRoom requests)
 
     def livekit_rooms(self):
         """LiveKit's own placement records: {room: {"node_id", "ip", "host"}} from the Redis hashes

@@ -17,8 +17,12 @@ VENV=$CACHE/media-venv/$KEY
 if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import livekit.rtc, numpy, redis' 2>/dev/null; then
   say "cached: $VENV"
 else
-  python3 -c 'import ensurepip' 2>/dev/null \
-    || die "python3 cannot create venvs: apt-get install -y python3-venv"
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    [[ $EUID == 0 ]] || die "python3 cannot create venvs: apt-get install -y python3-venv"
+    say "python3 cannot create venvs: apt-get install -y python3-venv"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null \
+      || die "apt-get install python3-venv failed"
+  fi
   rm -rf "$VENV.tmp"
   mkdir -p "$(dirname "$VENV")"
   say "creating $VENV (pip install -r $REQ; first time: about a minute)"
