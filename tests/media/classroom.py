@@ -10,7 +10,8 @@ video frames of the sent size and colour. Then:
 
 - the students of a room were sent to the teacher's node, the second room to another node;
 - placement: LiveKit's own Redis records (`room_node_map`, `nodes`) host each room on the node
-  main named in its join answer.
+  main named in its join answer, and every participant's media (ICE remote address) goes to
+  that node; four more rooms with a teacher only make a chance pass unlikely (1 in 729).
 
 Prints one line per check, FIGURE lines, and `media: N passed, N failed`; exit 1 on any failure.
 """
@@ -32,6 +33,10 @@ ROOMS = [  # (room, teacher, students, tone Hz, colour)
     ("maths", "teacher-bob", ["nia"], 660, "40,60,200"),
 ]
 MEDIA_SECS = 8
+# more rooms for the placement check alone (a teacher publishing a few seconds each, all at once):
+# LiveKit picks a node at random among three, so with only the two classrooms a daemon that does
+# not place rooms would still pass one run in nine; with these six rooms, one in 729
+PLACEMENT_ROOMS = ["history", "art", "biology", "chemistry"]
 
 
 class Checks:
@@ -125,6 +130,21 @@ def check_media_path(c, ck, room, named, results):
                 "room (and so its media) lives on the node LiveKit chose"))
 
 
+def placement_rooms(c, ck, args):
+    """A teacher per extra room, all at once; returns [(room, named node, LiveKit's record)]."""
+    answers = {r: c.join(r, f"teacher-{r}", "teacher") for r in PLACEMENT_ROOMS}
+    pubs = {r: client(args, a["livekit_url"], a["token"], "publish", 440, "90,90,90", 5)
+            for r, a in answers.items()}
+    time.sleep(4)
+    records = c.livekit_rooms()
+    for r, p in pubs.items():
+        res = result(p, 60)
+        if "error" in res:
+            ck.check(f"{r}: teacher published", False, json.dumps(res)[:800])
+        check_media_path(c, ck, r, answers[r]["node"], {f"teacher-{r}": res})
+    return [(r, answers[r]["node"], records.get(r)) for r in PLACEMENT_ROOMS]
+
+
 def check_placement(c, ck, room, named, placement):
     ids = {h: c.livekit_node_id(h) for h in c.hosts}
     if placement is None:
@@ -169,6 +189,7 @@ def main(argv):
             placed.append((spec[0], node, placement))
         ck.check("the second room was placed on another node", placed[0][1] != placed[1][1],
                  f"{placed[0][0]} -> {placed[0][1]}, {placed[1][0]} -> {placed[1][1]}")
+        placed += placement_rooms(c, ck, args)
         for room, node, placement in placed:
             check_placement(c, ck, room, node, placement)
         st, rooms = http("GET", f"{c.api(c.main)}/api/livekit/rooms")
