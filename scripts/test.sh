@@ -11,6 +11,8 @@
 #                                netns), the in-process/multi-process cluster with a real
 #                                redis-server, nftables in a private netns
 #   quickstart                   scripts/local-cluster.sh --once (the README's main job)
+#   media                        tests/media/run.sh: real WebRTC media (LiveKit's Python SDK)
+#                                through a real three-node cluster in private netns; placement
 #   systemd hardening            systemd-analyze security --offline (exposure <= 1.5) + verify
 #   nix                          nix-instantiate --parse of every .nix file, port plan vs daemon
 #   deb + lintian                scripts/build-deb.sh, 0 errors / 0 warnings
@@ -101,6 +103,7 @@ stage fmt cargo fmt --check
 stage clippy cargo clippy --locked --all-targets -- -D warnings
 stage tests nextest
 stage quickstart scripts/local-cluster.sh --once
+stage media tests/media/run.sh
 stage systemd-security security_check
 [[ -x scripts/nix-check.sh ]] && stage nix scripts/nix-check.sh
 stage deb env LINTIAN=1 scripts/build-deb.sh
