@@ -36,6 +36,7 @@ macro_rules! both {
     };
 }
 
+mod cluster;
 mod goldens;
 mod health;
 mod participants;

@@ -396,7 +396,7 @@ async fn twirp(shared: &Shared, req: Request, auth: Auth) -> Response {
     };
     match rpc.as_str() {
         "CreateRoom" => create_room(shared, codec, &body, &auth).await,
-        "ListRooms" => list_rooms(shared, codec, &body, &auth),
+        "ListRooms" => list_rooms(shared, codec, &body, &auth).await,
         "DeleteRoom" => delete_room(shared, codec, &body, &auth).await,
         "ListParticipants" => list_participants(shared, codec, &body, &auth),
         "GetParticipant" => get_participant(shared, codec, &body, &auth),
@@ -425,6 +425,11 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
     };
     if !grants(auth).is_some_and(|g| g.room_create) {
         return denied();
+    }
+    match crate::cluster::create_elsewhere(shared, &req).await {
+        Some(Ok(room)) => return reply(codec, &room, pjson::room(&room)),
+        Some(Err(e)) => return redis_error(&e),
+        None => {}
     }
     // An empty name is accepted, as by the real server (it creates a room named "").
     let room = {
@@ -457,7 +462,9 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
     reply(codec, &room, pjson::room(&room))
 }
 
-fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
+/// With Redis, every room of the cluster (LiveKit's shared `rooms` hash), local ones with
+/// their live counts; without it, this node's rooms.
+async fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {
     let req: proto::ListRoomsRequest = match decode(codec, body) {
         Ok(r) => r,
         Err(resp) => return *resp,
@@ -465,14 +472,32 @@ fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Respo
     if !grants(auth).is_some_and(|g| g.room_list) {
         return denied();
     }
-    let rooms: Vec<proto::Room> = shared
-        .rooms_lock()
-        .values_mut()
-        .filter(|e| req.names.is_empty() || req.names.contains(&e.room.name))
-        .map(RoomEntry::view)
+    let remote = match crate::cluster::redis_rooms(shared).await {
+        Ok(r) => r,
+        Err(e) => return redis_error(&e),
+    };
+    let mut all: std::collections::BTreeMap<String, proto::Room> =
+        remote.into_iter().map(|r| (r.name.clone(), r)).collect();
+    for e in shared.rooms_lock().values_mut() {
+        let view = e.view();
+        all.insert(view.name.clone(), view);
+    }
+    let rooms: Vec<proto::Room> = all
+        .into_values()
+        .filter(|r| req.names.is_empty() || req.names.contains(&r.name))
         .collect();
     let json = json!({"rooms": rooms.iter().map(pjson::room).collect::<Vec<_>>()});
     reply(codec, &proto::ListRoomsResponse { rooms }, json)
+}
+
+/// A Redis failure inside an RPC: Twirp `unknown` 500, as the real store's errors surface.
+fn redis_error(e: &crate::redisio::RedisLinkError) -> Response {
+    twirp_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "unknown",
+        &format!("twirp error unknown: {e}"),
+        None,
+    )
 }
 
 async fn delete_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Response {

@@ -150,6 +150,22 @@ impl RedisLink {
         self.run::<i64>(cmd).await.map(|_| ())
     }
 
+    pub async fn hget(
+        &mut self,
+        key: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, RedisLinkError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(field);
+        self.run(cmd).await
+    }
+
+    pub async fn hgetall(&mut self, key: &str) -> Result<Vec<(String, Vec<u8>)>, RedisLinkError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        self.run(cmd).await
+    }
+
     pub async fn hdel(&mut self, key: &str, field: &str) -> Result<(), RedisLinkError> {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(key).arg(field);

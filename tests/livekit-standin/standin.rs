@@ -6,6 +6,7 @@
 //! signal-driven drain, plus `STANDIN_*` misbehaviour switches (see README.md here).
 
 mod cli;
+mod cluster;
 mod config;
 mod effective;
 mod http;
