@@ -8,15 +8,18 @@
 //! sets `cluster.mdns = false`: nothing leaves 127.0.0.1. Every spawned process is killed by a
 //! drop guard, also when the bench panics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use airclass_node::clock::Instant;
+
+use airclass_node::clock::unix_now;
 use airclass_node::cluster::auth::{self, ClusterSecret};
-use airclass_node::cluster::main_role::unix_now;
 use airclass_node::cluster::protocol::{
     HeartbeatRequest, LivekitHealth, NodeInfo, NodeMode, NodeStats, PortRange, RegisterRequest,
     PROTOCOL_VERSION,
@@ -144,7 +147,10 @@ impl NodeDir {
         w("key", "APIbench");
         w("secret", "benchsecret-0123456789abcdefghijklmnop");
         w("cluster", CLUSTER_SECRET);
-        w("app", &auth::token_sha256_hex(APP_TOKEN));
+        w(
+            "app",
+            &airclass_node::app_token::token_sha256_hex(APP_TOKEN),
+        );
         let f = |n: &str| s.join(n).display().to_string();
         let toml = format!(
             r#"[node]

@@ -2,7 +2,9 @@
 //! subs form a cluster, joins are placed and verified, a killed sub is detected, a stopped sub
 //! leaves at once, a sub without main says so in its STATUS line.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use livekit_api::access_token::TokenVerifier;
 use serde_json::json;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use airclass_node::cluster::discovery::{
     Advert, Discovery, DiscoveryEvent, MdnsDiscovery, MemoryDiscovery,
 };
-use airclass_node::cluster::sub_role::MAIN_NOT_FOUND;
+use airclass_node::cluster::sub::MAIN_NOT_FOUND;
 
 use crate::support::*;
 
@@ -65,7 +65,7 @@ async fn sub_reports_main_not_found_then_registers_when_main_appears() {
     // port and the sub follows
     d.remove("main");
     wait_until(Duration::from_secs(3), || async {
-        sub.status_text() == airclass_node::cluster::sub_role::main_lost_status("main")
+        sub.status_text() == airclass_node::cluster::sub::main_lost_status("main")
     })
     .await
     .unwrap_or_else(|| panic!("status after main vanished: {}", sub.status_text()));
@@ -137,7 +137,7 @@ fn mdns_over_real_multicast() {
     rt.block_on(async {
         let main_side = MdnsDiscovery::new().unwrap();
         let sub_side = MdnsDiscovery::new().unwrap();
-        let t0 = std::time::Instant::now();
+        let t0 = airclass_node::clock::now();
         main_side.advertise(&advert("main", "main", 8000)).unwrap();
         sub_side.advertise(&advert("node-1", "sub", 8001)).unwrap();
         let mut rx = sub_side.browse(CLUSTER).unwrap();

@@ -1,7 +1,9 @@
 //! A main and subs talking over loopback HTTP: registration, heartbeat statistics, expiry,
 //! graceful leave, main restart, wrong secret, duplicate names.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use airclass_node::cluster::auth::ClusterSecret;
 use airclass_node::cluster::protocol::NodeView;

@@ -2,6 +2,7 @@
 //! the LiveKit stand-in), a real `redis-server` on a free port, discovery in memory and, when a
 //! private network namespace is available, over real mDNS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 #[allow(dead_code)]
 #[path = "../integration/harness.rs"]

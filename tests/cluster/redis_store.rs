@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use airclass_node::cluster::claim_redis;
 use airclass_node::cluster::placement;
-use airclass_node::cluster::runtime::claim_redis;
 use airclass_node::cluster::store::{Claim, Store, StoreError, CLUSTER_ID_KEY};
 use airclass_node::config::RedisTarget;
-use airclass_node::livekit::health::RedisProbe;
+use airclass_node::redis_conn::RedisConn;
 use prost::Message;
 use serde_json::json;
 
@@ -22,19 +22,18 @@ fn redis_or_skip() -> Option<Redis> {
     r
 }
 
-fn probe(r: &Redis) -> RedisProbe {
+fn probe(r: &Redis) -> RedisConn {
     let t = RedisTarget {
         address: format!("127.0.0.1:{}", r.port),
         username: None,
         db: 0,
         tls: false,
     };
-    RedisProbe::new(&t, None).unwrap()
+    RedisConn::open(&t, None).unwrap()
 }
 
-async fn cmd<T: redis::FromRedisValue>(p: &RedisProbe, c: &redis::Cmd) -> T {
-    let mut con = p.client().get_multiplexed_async_connection().await.unwrap();
-    c.query_async(&mut con).await.unwrap()
+async fn cmd<T: redis::FromRedisValue>(p: &RedisConn, c: &redis::Cmd) -> T {
+    p.query(c, Duration::from_secs(3)).await.unwrap()
 }
 
 #[tokio::test]

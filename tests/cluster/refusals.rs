@@ -40,7 +40,7 @@ async fn replay_skew_and_bad_signature_are_refused_without_state_change() {
     assert_eq!((code, v["error"].as_str()), (401, Some("replay")));
     // 31 s behind and 31 s ahead: skew (the message says by how much)
     for off in [-31i64, 31] {
-        let ts = (airclass_node::cluster::main_role::unix_now() as i64 + off) as u64;
+        let ts = (airclass_node::clock::unix_now() as i64 + off) as u64;
         let (code, v) = post_signed(&m.url, REG, &body, "node-1", &secret(), Some(ts), None).await;
         assert_eq!((code, v["error"].as_str()), (401, Some("skew")), "{v}");
         assert!(
@@ -51,7 +51,7 @@ async fn replay_skew_and_bad_signature_are_refused_without_state_change() {
     // a fresh nonce is accepted (same identity re-registers); no signature headers: bad_signature
     let (code, v) = post_signed(&m.url, REG, &body, "node-1", &secret(), None, None).await;
     assert_eq!(code, 200, "{v}");
-    let client = reqwest::Client::new();
+    let client = airclass_node::tls::http_client().unwrap();
     let r = client
         .post(format!("{}{REG}", m.url))
         .header("x-airclass-node", "node-1")
@@ -79,7 +79,8 @@ async fn oversize_is_413_before_anything_and_malformed_is_400() {
     let (code, v) = post_signed(&m.url, REG, &big, "node-1", &secret(), None, None).await;
     assert_eq!((code, v["error"].as_str()), (413, Some("too_large")));
     // oversize with no signature at all is still 413 (size is checked first)
-    let r = reqwest::Client::new()
+    let r = airclass_node::tls::http_client()
+        .unwrap()
         .post(format!("{}{REG}", m.url))
         .body(big.clone())
         .send()

@@ -3,17 +3,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use airclass_node::clock::Instant;
+
+use airclass_node::app_token::{token_sha256_hex, AppTokenCheck};
+use airclass_node::clock::unix_now;
 use airclass_node::cluster::auth::{self, ClusterSecret};
 use airclass_node::cluster::discovery::DiscoveryEvent;
-use airclass_node::cluster::main_role::{unix_now, Main, MainSettings};
+use airclass_node::cluster::main::{spawn_ticker, Main, MainSettings};
+use airclass_node::cluster::node::StatsSource;
 use airclass_node::cluster::protocol::{
     LivekitHealth, NodeInfo, NodeMode, NodeStats, PortRange, PROTOCOL_VERSION,
 };
-use airclass_node::cluster::runtime::spawn_main_ticker;
 use airclass_node::cluster::store::Store;
-use airclass_node::cluster::sub_role::{StatsSource, SubHandle, SubSettings};
+use airclass_node::cluster::sub::{SubHandle, SubSettings};
 use airclass_node::config::schema::GrantsSection;
 use airclass_node::config::Secret;
 use tokio::sync::{mpsc, watch};
@@ -25,6 +29,11 @@ pub const API_KEY: &str = "APItestkey1234";
 pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
 pub const APP_TOKEN: &str = "test-app-token-0123456789";
 pub const CLUSTER: &str = "airclass-test";
+
+/// The checked HTTP client the roles use.
+pub fn http() -> reqwest::Client {
+    airclass_node::tls::http_client().unwrap()
+}
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -112,13 +121,19 @@ impl MainServer {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
-        let check = auth::AppTokenCheck::from_hex(&auth::token_sha256_hex(APP_TOKEN)).unwrap();
-        let main = Main::new(settings(heartbeat), Some(secret()), Some(check), store);
+        let check = AppTokenCheck::from_hex(&token_sha256_hex(APP_TOKEN)).unwrap();
+        let main = Main::new(
+            settings(heartbeat),
+            Some(secret()),
+            Some(check),
+            store,
+            http(),
+        );
         let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
         let info = info("main", NodeMode::Main, &url, 7880);
         main.register_self(info.clone(), stats(0.1, &[]));
         let cancel = CancellationToken::new();
-        spawn_main_ticker(
+        spawn_ticker(
             main.clone(),
             info,
             stats_source(stats_rx),
@@ -126,7 +141,7 @@ impl MainServer {
             &TaskTracker::new(),
             cancel.clone(),
         );
-        let app = main.routes();
+        let app: axum::Router = airclass_node::api::cluster_routes(&main);
         let serve = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -202,6 +217,7 @@ impl Sub {
             stats_source(stats_rx),
             browse,
             status_tx,
+            http(),
             &TaskTracker::new(),
             cancel.clone(),
         );
@@ -254,7 +270,8 @@ pub async fn post_signed(
         .map(str::to_owned)
         .unwrap_or_else(|| auth::new_nonce(&mut rand::thread_rng()));
     let sig = auth::sign(key, "POST", path, ts, &nonce, body);
-    let r = reqwest::Client::new()
+    let r = airclass_node::tls::http_client()
+        .unwrap()
         .post(format!("{base}{path}"))
         .header(auth::HEADER_NODE, node)
         .header(auth::HEADER_TIMESTAMP, ts.to_string())

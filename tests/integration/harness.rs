@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use tokio::net::UnixDatagram;
 
@@ -78,7 +80,7 @@ impl NodeDir {
             "app-token.sha256",
             &format!(
                 "{}\n",
-                airclass_node::cluster::auth::token_sha256_hex(APP_TOKEN)
+                airclass_node::app_token::token_sha256_hex(APP_TOKEN)
             ),
         );
         let s = |n: &str| secrets.join(n).display().to_string();
@@ -251,7 +253,8 @@ impl Daemon {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new()
+        let r = airclass_node::tls::http_client()
+            .unwrap()
             .get(format!("{}{}", self.api, path))
             .timeout(Duration::from_secs(5))
             .send()
@@ -284,7 +287,8 @@ impl Daemon {
         while Instant::now() < deadline {
             if let Ok(Ok(r)) = tokio::time::timeout(
                 Duration::from_secs(2),
-                reqwest::Client::new()
+                airclass_node::tls::http_client()
+                    .unwrap()
                     .get(format!("{}/api/node", self.api))
                     .send(),
             )

@@ -52,7 +52,7 @@ async fn watchdog_cadence_and_status() {
         "{ready_note}"
     );
     assert!(ready_note.contains("healthy"), "{ready_note}");
-    let t0 = std::time::Instant::now();
+    let t0 = airclass_node::clock::now();
     d.collect_notes(Duration::from_secs(2)).await;
     let pings: Vec<_> = d
         .notes
@@ -252,7 +252,8 @@ async fn control_api_over_tls() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     // plain HTTP is not served on the TLS port
-    let plain = reqwest::Client::new()
+    let plain = airclass_node::tls::http_client()
+        .unwrap()
         .get(format!("http://127.0.0.1:{}/healthz", node.api_port))
         .timeout(Duration::from_secs(2))
         .send()

@@ -4,6 +4,7 @@
 //! fake `NOTIFY_SOCKET`, so tests run in parallel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod cli;
 mod harness;

@@ -1,6 +1,8 @@
 //! Failures after ready: crash, hang, drain deadline, daemon death, Redis outage.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -164,7 +166,8 @@ async fn not_ready_while_redis_is_up_is_restarted() {
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     // the stand-in's test hook: answer 406 Not Ready although Redis is fine
-    let r = reqwest::Client::new()
+    let r = airclass_node::tls::http_client()
+        .unwrap()
         .post(format!(
             "http://127.0.0.1:{}/standin/health?stale=1",
             d.livekit_port
