@@ -2,8 +2,7 @@
 //!
 //! Map of the library, top to bottom: a module uses only modules listed below it (the binary,
 //! `main.rs`, sits on top of everything).
-//! - [`commands`], [`cli`], [`exit`], [`logging`]: what each subcommand does, the command line,
-//!   its exit codes, log setup.
+//! - [`commands`], [`cli`], [`logging`]: what each subcommand does, the command line, log setup.
 //! - [`daemon`]: `run` = start → wait → stop; the cancellation tree and the ordered shutdown.
 //! - [`api`]: the control API, one route table for every role.
 //! - [`cluster`]: main/sub roles (`cluster::main`, `cluster::sub`) over the pure cores
@@ -13,8 +12,8 @@
 //! - [`systemd`], [`stats`], [`redis_conn`]: READY/STATUS/WATCHDOG/STOPPING, node statistics, the
 //!   one Redis client.
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
-//! - [`clock`], [`app_token`], [`tls`], [`sync`]: shared leaves (the one clock, application token
-//!   hashing, the checked HTTP client, mutex locking).
+//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
+//!   application token hashing, the checked HTTP client, mutex locking, exit codes).
 
 #![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 

@@ -8,22 +8,14 @@ use airclass_node::cluster::placement;
 use livekit_api::access_token::TokenVerifier;
 use serde_json::json;
 
-use crate::support::*;
+use crate::roles::*;
 
 const HB: Duration = Duration::from_secs(1);
 
 async fn cluster_of_three() -> (MainServer, Sub, Sub) {
     let m = MainServer::start(HB, None).await;
-    let a = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
-    let b = Sub::start(
-        sub_settings("node-2", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
+    let a = Sub::of(&m, "node-1", stats(0.1, &[]));
+    let b = Sub::of(&m, "node-2", stats(0.1, &[]));
     wait_until(Duration::from_secs(5), || async {
         a.handle.registered() && b.handle.registered()
     })
@@ -72,7 +64,7 @@ async fn placement_is_consistent_spread_and_matches_rendezvous() {
         );
         *per_node.entry(want).or_insert(0) += 1;
     }
-    crate::harness::figure(
+    figure(
         "join round trip, sequential (µs/join)",
         t0.elapsed().as_micros() / 120,
     );

@@ -29,7 +29,7 @@ use super::protocol::{
 use super::store::Store;
 use crate::app_token::AppTokenCheck;
 use crate::clock::{self, Instant};
-use crate::config::schema::GrantsSection;
+use crate::config::schema::{ApiSection, ClusterSection, GrantsSection};
 use crate::config::{Mode, Secret};
 use crate::sync::lock;
 
@@ -57,6 +57,27 @@ pub struct MainSettings {
 }
 
 impl MainSettings {
+    /// The shipped defaults (`[cluster]`, `[api]`, `[grants]` as in `config::schema`) for a
+    /// main named `main_name` of `cluster_id`; `local_livekit_port` 0 (no local LiveKit).
+    pub fn defaults(cluster_id: &str, main_name: &str, api_key: &str, api_secret: Secret) -> Self {
+        let c = ClusterSection::default();
+        MainSettings {
+            cluster_id: cluster_id.into(),
+            main_name: main_name.into(),
+            heartbeat: Duration::from_secs(c.heartbeat_secs),
+            dead_after_missed: c.dead_after_missed,
+            forget_after: Duration::from_secs(c.forget_after_secs),
+            sysload_limit: c.sysload_limit,
+            max_body_bytes: ApiSection::default().max_body_bytes,
+            max_skew_secs: c.max_skew_secs,
+            grants: GrantsSection::default(),
+            api_key: api_key.into(),
+            api_secret,
+            token_ttl: TOKEN_TTL,
+            local_livekit_port: 0,
+        }
+    }
+
     /// The settings of this node's main (or standalone) role.
     pub fn from_context(ctx: &ClusterContext) -> Self {
         let node = &ctx.node;

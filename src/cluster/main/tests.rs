@@ -17,21 +17,12 @@ const SECRET: &str = "clustersecret-0123456789abcdefghijklm";
 
 /// The shipped defaults: heartbeat 5 s, dead after 3 missed, forgotten after 300 s.
 fn settings() -> MainSettings {
-    MainSettings {
-        cluster_id: "airclass".into(),
-        main_name: "main".into(),
-        heartbeat: Duration::from_secs(5),
-        dead_after_missed: 3,
-        forget_after: Duration::from_secs(300),
-        sysload_limit: 0.7,
-        max_body_bytes: 64 * 1024,
-        max_skew_secs: 30,
-        grants: GrantsSection::default(),
-        api_key: "APIkey".into(),
-        api_secret: Secret::new("s".repeat(32)),
-        token_ttl: TOKEN_TTL,
-        local_livekit_port: 1,
-    }
+    let s = MainSettings::defaults("airclass", "main", "APIkey", Secret::new("s".repeat(32)));
+    assert_eq!(
+        (s.heartbeat, s.dead_after_missed, s.forget_after),
+        (Duration::from_secs(5), 3, Duration::from_secs(300))
+    );
+    s
 }
 
 fn info(name: &str) -> NodeInfo {

@@ -1,5 +1,5 @@
-//! In-process helpers: a main served on a loopback port, subs driven by fixed statistics, raw
-//! signed requests, polling.
+//! In-process roles: a main served on a loopback port (bound to port 0), subs driven by fixed
+//! statistics, raw signed requests, polling.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,22 +18,15 @@ use airclass_node::cluster::protocol::{
 };
 use airclass_node::cluster::store::Store;
 use airclass_node::cluster::sub::{SubHandle, SubSettings};
-use airclass_node::config::schema::GrantsSection;
 use airclass_node::config::Secret;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub const SECRET: &str = "clustersecret-0123456789abcdefghijklm";
-pub const API_KEY: &str = "APItestkey1234";
-pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
-pub const APP_TOKEN: &str = "test-app-token-0123456789";
-pub const CLUSTER: &str = "airclass-test";
+pub use crate::support::node::{API_KEY, API_SECRET, APP_TOKEN, CLUSTER_SECRET as SECRET};
+pub use crate::support::{figure, http};
 
-/// The checked HTTP client the roles use.
-pub fn http() -> reqwest::Client {
-    airclass_node::tls::http_client().unwrap()
-}
+pub const CLUSTER: &str = "airclass-test";
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -83,19 +76,9 @@ pub fn info(name: &str, mode: NodeMode, api_url: &str, lk_port: u16) -> NodeInfo
 
 pub fn settings(heartbeat: Duration) -> MainSettings {
     MainSettings {
-        cluster_id: CLUSTER.into(),
-        main_name: "main".into(),
         heartbeat,
-        dead_after_missed: 3,
-        forget_after: Duration::from_secs(300),
-        sysload_limit: 0.7,
-        max_body_bytes: 64 * 1024,
-        max_skew_secs: 30,
-        grants: GrantsSection::default(),
-        api_key: API_KEY.into(),
-        api_secret: Secret::new(API_SECRET),
-        token_ttl: Duration::from_secs(6 * 3600),
         local_livekit_port: 1,
+        ..MainSettings::defaults(CLUSTER, "main", API_KEY, Secret::new(API_SECRET))
     }
 }
 
@@ -229,6 +212,12 @@ impl Sub {
         }
     }
 
+    /// A sub of `m` (its URL given, no discovery) heartbeating every `m`'s heartbeat.
+    pub fn of(m: &MainServer, name: &str, st: NodeStats) -> Self {
+        let heartbeat = m.main.settings().heartbeat;
+        Self::start(sub_settings(name, Some(m.url.clone()), heartbeat), st, None)
+    }
+
     /// Stop without saying goodbye (a crash, as main sees it).
     pub fn kill(&self) {
         self.cancel.cancel();
@@ -270,8 +259,7 @@ pub async fn post_signed(
         .map(str::to_owned)
         .unwrap_or_else(|| auth::new_nonce(&mut rand::thread_rng()));
     let sig = auth::sign(key, "POST", path, ts, &nonce, body);
-    let r = airclass_node::tls::http_client()
-        .unwrap()
+    let r = http()
         .post(format!("{base}{path}"))
         .header(auth::HEADER_NODE, node)
         .header(auth::HEADER_TIMESTAMP, ts.to_string())
