@@ -26,6 +26,9 @@ pub struct ClientOptions {
     pub no_pool: bool,
     /// Default timeout of every request.
     pub timeout: Option<Duration>,
+    /// Plain HTTP only: load no CA roots (an `https://` request then fails to verify). For
+    /// LiveKit on loopback, and for tests on machines without CA certificates (the Nix sandbox).
+    pub http_only: bool,
 }
 
 impl ClientOptions {
@@ -40,6 +43,9 @@ impl ClientOptions {
             if let Some(t) = self.timeout {
                 b = b.timeout(t);
             }
+            if self.http_only {
+                b = b.tls_certs_only([]);
+            }
             b.build()
         })
         .map_err(|_| HttpClientError::Panicked)?
@@ -50,4 +56,34 @@ impl ClientOptions {
 /// A default client (no proxy), or why not.
 pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
     ClientOptions::default().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_only_client_needs_no_ca_roots() {
+        // (the sandbox of the Nix build has none; this holds there as here)
+        let c = ClientOptions {
+            http_only: true,
+            ..Default::default()
+        }
+        .build();
+        assert!(c.is_ok(), "{c:?}");
+    }
+}
+
+/// A plain-HTTP client for unit tests: works without CA certificates.
+#[cfg(test)]
+pub(crate) fn test_client() -> reqwest::Client {
+    match (ClientOptions {
+        http_only: true,
+        ..Default::default()
+    })
+    .build()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
 }

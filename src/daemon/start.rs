@@ -109,8 +109,10 @@ impl Daemon {
     ) -> Result<watch::Receiver<LivekitStatus>, DaemonError> {
         let notifier = self.opts.notifier.clone();
         notifier.status("starting: waiting for LiveKit to become ready");
+        // LiveKit on loopback, plain HTTP; no pool (the child restarts on the same port)
         let probe_client = ClientOptions {
             no_pool: true,
+            http_only: true,
             ..Default::default()
         }
         .build()?;

@@ -58,7 +58,7 @@ fn stats() -> NodeStats {
 /// Main with its ticker running; node-1 registered at the returned instant.
 fn main_with_node() -> (Arc<Main>, Instant, CancellationToken) {
     let secret = ClusterSecret::from_text(SECRET).unwrap();
-    let http = crate::tls::http_client().unwrap();
+    let http = crate::tls::test_client();
     let main = Main::new(settings(), Some(secret), None, None, http);
     main.register_self(info("main"), stats());
     let t0 = clock::now();

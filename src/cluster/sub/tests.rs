@@ -58,7 +58,7 @@ fn start(
     browse: Option<mpsc::UnboundedReceiver<DiscoveryEvent>>,
 ) -> (Arc<SubHandle>, watch::Receiver<String>) {
     let (tx, rx) = watch::channel(String::new());
-    let http = crate::tls::http_client().unwrap();
+    let http = crate::tls::test_client();
     let sub = SubHandle::start(
         settings(timeout),
         stats(),

@@ -37,7 +37,7 @@ fn supervisor() -> (Supervisor, watch::Receiver<LivekitStatus>) {
         require_ready_line: false,
         redis: None,
     };
-    let http = crate::tls::http_client().unwrap();
+    let http = crate::tls::test_client();
     Supervisor::new(
         cfg,
         Notifier::default(),
