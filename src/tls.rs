@@ -58,6 +58,20 @@ pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
     ClientOptions::default().build()
 }
 
+/// A plain-HTTP client for unit tests: works without CA certificates.
+#[cfg(test)]
+pub(crate) fn test_client() -> reqwest::Client {
+    match (ClientOptions {
+        http_only: true,
+        ..Default::default()
+    })
+    .build()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,19 +85,5 @@ mod tests {
         }
         .build();
         assert!(c.is_ok(), "{c:?}");
-    }
-}
-
-/// A plain-HTTP client for unit tests: works without CA certificates.
-#[cfg(test)]
-pub(crate) fn test_client() -> reqwest::Client {
-    match (ClientOptions {
-        http_only: true,
-        ..Default::default()
-    })
-    .build()
-    {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
     }
 }
