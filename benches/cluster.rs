@@ -3,238 +3,58 @@
 //! CPU and RSS), and the time main takes to notice a SIGKILLed sub.
 //!
 //! Run: `cargo bench --bench cluster`. Real daemon processes (`airclass-node`) with the LiveKit
-//! stand-in (a test double) as their child, a `redis-server` started on a free loopback port;
+//! stand-in (a test double) as their child, a `redis-server` on a reserved loopback port (the
+//! nodes, secrets and processes come from `tests/support/`, as in the tests);
 //! the load comes from this process (a second process relative to the daemons). Every config
 //! sets `cluster.mdns = false`: nothing leaves 127.0.0.1. Every spawned process is killed by a
 //! drop guard, also when the bench panics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use airclass_node::clock::Instant;
+
+use airclass_node::clock::unix_now;
 use airclass_node::cluster::auth::{self, ClusterSecret};
-use airclass_node::cluster::main_role::unix_now;
 use airclass_node::cluster::protocol::{
     HeartbeatRequest, LivekitHealth, NodeInfo, NodeMode, NodeStats, PortRange, RegisterRequest,
     PROTOCOL_VERSION,
 };
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_airclass-node");
-const STANDIN: &str = env!("CARGO_BIN_EXE_livekit-standin");
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-const CLUSTER_SECRET: &str = "benchcluster-0123456789abcdefghijklmnop";
-const APP_TOKEN: &str = "bench-app-token-0123456789";
+use support::daemon::{rss_kib, Daemon};
+use support::node::{NodeDir, NodeSpec, API_KEY, API_SECRET, APP_TOKEN, CLUSTER_SECRET};
+use support::redis::Redis;
+
 const CLUSTER_ID: &str = "bench";
 
-// ---------------------------------------------------------------- processes and their guards
+// ---------------------------------------------------------------- nodes
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A node of cluster `bench` on `redis`: the daemon's default probe period (1 s), a 2 s drain,
+/// main given up on after 1 s of discovery. Scenarios add their cluster knobs.
+fn bench_node(spec: NodeSpec, redis: &Redis) -> NodeSpec {
+    spec.redis(redis.url())
+        .cluster_id(CLUSTER_ID)
+        .drain_timeout_secs(2)
+        .discovery_timeout_secs(1)
 }
 
-/// `n` consecutive ports free for TCP and UDP on 127.0.0.1 (best effort).
-fn free_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let start = 20000 + (rand::random::<u16>() % 30000);
-        let ok = (start..start + n).all(|p| {
-            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-        });
-        if ok {
-            return start;
-        }
-    }
-    panic!("no free port block");
+/// `airclass-node run`, logging at warn to `DIR/daemon.log`; SIGKILLed (with its LiveKit) on
+/// drop, also when the bench panics.
+fn spawn(dir: &NodeDir) -> Daemon {
+    Daemon::spawn(dir, &[("RUST_LOG", "warn")])
 }
 
-/// A spawned process plus pids it is known to own; all SIGKILLed on drop.
-struct Guard {
-    child: Child,
-    extra: Vec<u32>,
-}
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn sigkill_all(&mut self) {
-        for p in &self.extra {
-            let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.sigkill_all();
-    }
-}
-
-/// A redis-server on a free loopback port, killed on drop.
-struct Redis {
-    _guard: Guard,
-    port: u16,
-}
-
-fn start_redis() -> Redis {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed (apt-get install -y redis-server)");
-    let redis = Redis {
-        _guard: Guard {
-            child,
-            extra: Vec::new(),
-        },
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    redis
-}
-
-impl Redis {
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-/// A node's directory: secrets, `airclass.toml`, an empty nodes dir, the daemon log.
-struct NodeDir {
-    dir: tempfile::TempDir,
-    instance: String,
-    api_port: u16,
-}
-
-impl NodeDir {
-    fn new(instance: &str, mode: &str, redis: &Redis, cluster: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        let base = free_block(3);
-        let udp = free_block(21);
-        let (lk, tcp, api) = (base, base + 1, base + 2);
-        let s = p.join("secrets");
-        std::fs::create_dir(&s).unwrap();
-        std::fs::create_dir(p.join("nodes")).unwrap();
-        let w = |n: &str, v: &str| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::write(s.join(n), format!("{v}\n")).unwrap();
-            std::fs::set_permissions(s.join(n), std::fs::Permissions::from_mode(0o640)).unwrap();
-        };
-        w("key", "APIbench");
-        w("secret", "benchsecret-0123456789abcdefghijklmnop");
-        w("cluster", CLUSTER_SECRET);
-        w("app", &auth::token_sha256_hex(APP_TOKEN));
-        let f = |n: &str| s.join(n).display().to_string();
-        let toml = format!(
-            r#"[node]
-mode = "{mode}"
-livekit_port = {lk}
-rtc_tcp_port = {tcp}
-rtc_udp_start = {udp}
-rtc_udp_end = {udp_end}
-api_port = {api}
-advertise_address = "127.0.0.1"
-
-[livekit]
-binary = "{STANDIN}"
-api_key_file = "{key}"
-api_secret_file = "{secret}"
-health_interval_ms = 1000
-drain_timeout_secs = 2
-node_ip = "127.0.0.1"
-
-[redis]
-url = "{redis}"
-
-[cluster]
-id = "{CLUSTER_ID}"
-secret_file = "{csecret}"
-# benchmarks never send multicast: subs are given main's URL
-mdns = false
-discovery_timeout_secs = 1
-{cluster}
-
-[api]
-bind = "127.0.0.1"
-app_token_sha256_file = "{app}"
-"#,
-            udp_end = udp + 20,
-            key = f("key"),
-            secret = f("secret"),
-            csecret = f("cluster"),
-            app = f("app"),
-            redis = redis.url(),
-        );
-        std::fs::write(p.join("airclass.toml"), toml).unwrap();
-        NodeDir {
-            dir,
-            instance: instance.into(),
-            api_port: api,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("daemon.log")
-    }
-
-    fn log_tail(&self) -> String {
-        let t = std::fs::read_to_string(self.log()).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// `airclass-node run --instance NAME`, logging at warn to `daemon.log`.
-    fn spawn(&self) -> Guard {
-        let path: &Path = self.dir.path();
-        let log = std::fs::File::create(self.log()).unwrap();
-        let mut cmd = Command::new(DAEMON);
-        cmd.arg("--config")
-            .arg(path.join("airclass.toml"))
-            .arg("--nodes-dir")
-            .arg(path.join("nodes"))
-            .args(["run", "--instance", &self.instance])
-            .env("RUNTIME_DIRECTORY", path.join("run"))
-            .env("RUST_LOG", "warn")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (var, _, _) in airclass_node::config::load::ENV_OVERRIDES {
-            cmd.env_remove(var);
-        }
-        Guard {
-            child: cmd.spawn().unwrap(),
-            extra: Vec::new(),
-        }
-    }
+fn log_tail(dir: &NodeDir) -> String {
+    let t = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    let lines: Vec<&str> = t.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 // ---------------------------------------------------------------- HTTP and /proc helpers
@@ -265,7 +85,7 @@ async fn states(c: &reqwest::Client, main: &str) -> BTreeMap<String, String> {
 async fn wait_alive(c: &reqwest::Client, main: &NodeDir, names: &[&str], timeout: Duration) {
     let t0 = Instant::now();
     loop {
-        let s = states(c, &main.url()).await;
+        let s = states(c, &main.api_url()).await;
         if names
             .iter()
             .all(|n| s.get(*n).map(String::as_str) == Some("alive"))
@@ -275,16 +95,10 @@ async fn wait_alive(c: &reqwest::Client, main: &NodeDir, names: &[&str], timeout
         assert!(
             t0.elapsed() < timeout,
             "cluster did not form ({s:?}); main's log:\n{}",
-            main.log_tail()
+            log_tail(main)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The LiveKit (stand-in) pid a daemon reports.
-async fn livekit_pid(c: &reqwest::Client, node: &NodeDir) -> Option<u32> {
-    let v = get_json(c, &format!("{}/api/node", node.url())).await?;
-    v["livekit"]["pid"].as_u64().map(|p| p as u32)
 }
 
 /// utime + stime of `pid`, in clock ticks (USER_HZ, 100 on Linux).
@@ -304,18 +118,6 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 const USER_HZ: f64 = 100.0;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Latency summary in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -434,13 +236,10 @@ async fn sample_join(c: &reqwest::Client, main: &str) {
         .await
         .unwrap();
     let token = v["token"].as_str().unwrap_or_default();
-    let verified = livekit_api::access_token::TokenVerifier::with_api_key(
-        "APIbench",
-        "benchsecret-0123456789abcdefghijklmnop",
-    )
-    .verify(token)
-    .map(|c| format!("verifies, room {:?}", c.video.room))
-    .unwrap_or_else(|e| format!("does NOT verify: {e}"));
+    let verified = livekit_api::access_token::TokenVerifier::with_api_key(API_KEY, API_SECRET)
+        .verify(token)
+        .map(|c| format!("verifies, room {:?}", c.video.room))
+        .unwrap_or_else(|e| format!("does NOT verify: {e}"));
     println!(
         "sample join: node {} at {}, token of {} bytes {verified}",
         v["node"],
@@ -451,17 +250,20 @@ async fn sample_join(c: &reqwest::Client, main: &str) {
 
 async fn bench_joins() -> Vec<JoinRun> {
     println!("\n-- 1. join endpoint: main + 2 subs (real daemons, stand-in LiveKit), Redis");
-    let redis = start_redis();
-    let main_dir = NodeDir::new("main", "main", &redis, "");
-    let mut main = main_dir.spawn();
+    let redis = Redis::start();
+    let main_dir = bench_node(NodeSpec::main("main"), &redis).write();
+    let mut main = spawn(&main_dir);
     let c = client();
     wait_alive(&c, &main_dir, &["main"], Duration::from_secs(20)).await;
-    let cfg = format!("main_url = \"{}\"", main_dir.url());
     let sub_dirs: Vec<NodeDir> = ["node-1", "node-2"]
         .iter()
-        .map(|n| NodeDir::new(n, "sub", &redis, &cfg))
+        .map(|n| {
+            bench_node(NodeSpec::sub(n), &redis)
+                .main_url(&main_dir.api_url())
+                .write()
+        })
         .collect();
-    let mut subs: Vec<Guard> = sub_dirs.iter().map(NodeDir::spawn).collect();
+    let mut subs: Vec<Daemon> = sub_dirs.iter().map(spawn).collect();
     wait_alive(
         &c,
         &main_dir,
@@ -469,18 +271,18 @@ async fn bench_joins() -> Vec<JoinRun> {
         Duration::from_secs(20),
     )
     .await;
-    for (g, d) in subs.iter_mut().zip(&sub_dirs) {
-        g.extra.extend(livekit_pid(&c, d).await);
+    for g in subs.iter_mut() {
+        g.livekit_pid().await;
     }
-    main.extra.extend(livekit_pid(&c, &main_dir).await);
+    main.livekit_pid().await;
     println!("cluster formed: main, node-1, node-2 alive; warming up 1 s");
-    sample_join(&c, &main_dir.url()).await;
-    let _ = join_load(&main_dir.url(), 4, Duration::from_secs(1), false).await;
+    sample_join(&c, &main_dir.api_url()).await;
+    let _ = join_load(&main_dir.api_url(), 4, Duration::from_secs(1), false).await;
     let mut runs = Vec::new();
     for (conc, cold) in [(1usize, false), (8, false), (32, false), (8, true)] {
-        let cpu0 = cpu_ticks(main.pid());
-        let r = join_load(&main_dir.url(), conc, Duration::from_secs(4), cold).await;
-        let cpu = (cpu_ticks(main.pid()) - cpu0) as f64 / USER_HZ / r.secs * 100.0;
+        let cpu0 = cpu_ticks(main.child.id());
+        let r = join_load(&main_dir.api_url(), conc, Duration::from_secs(4), cold).await;
+        let cpu = (cpu_ticks(main.child.id()) - cpu0) as f64 / USER_HZ / r.secs * 100.0;
         println!(
             "{}, concurrency {:>2}: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}  (main CPU {:.0}% of a core; joins per node {:?})",
             r.label,
@@ -575,13 +377,15 @@ async fn bench_heartbeats(n: usize, window: Duration) -> Ingest {
     println!(
         "\n-- 2. heartbeat ingestion: {n} simulated subs at 1 Hz against a main daemon (heartbeat_secs = 1)"
     );
-    let redis = start_redis();
-    let main_dir = NodeDir::new("main", "main", &redis, "heartbeat_secs = 1");
-    let mut main = main_dir.spawn();
+    let redis = Redis::start();
+    let main_dir = bench_node(NodeSpec::main("main"), &redis)
+        .heartbeat_secs(1)
+        .write();
+    let mut main = spawn(&main_dir);
     let c = client();
     wait_alive(&c, &main_dir, &["main"], Duration::from_secs(20)).await;
-    main.extra.extend(livekit_pid(&c, &main_dir).await);
-    let pid = main.pid();
+    main.livekit_pid().await;
+    let pid = main.child.id();
 
     // main idle (itself only), for reference
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -592,7 +396,7 @@ async fn bench_heartbeats(n: usize, window: Duration) -> Ingest {
     let rss_before = rss_kib(pid);
 
     let secret = Arc::new(ClusterSecret::from_text(CLUSTER_SECRET).unwrap());
-    let base = Arc::new(main_dir.url());
+    let base = Arc::new(main_dir.api_url());
     let identities: Arc<Vec<String>> = Arc::new(
         (0..n)
             .map(|_| airclass_node::cluster::protocol::new_identity(&mut rand::thread_rng()))
@@ -661,7 +465,7 @@ async fn bench_heartbeats(n: usize, window: Duration) -> Ingest {
     let window_secs = w0.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - cpu0) as f64 / USER_HZ / window_secs * 100.0;
     let rss_after = rss_kib(pid);
-    let status = get_json(&c, &format!("{}/api/cluster/status", main_dir.url()))
+    let status = get_json(&c, &format!("{}/api/cluster/status", main_dir.api_url()))
         .await
         .unwrap_or_default();
     drop(tx);
@@ -725,28 +529,33 @@ async fn bench_detection(reps: usize) -> Vec<Detect> {
     println!(
         "\n-- 3. detection of a SIGKILLed sub (heartbeat_secs = 1, dead_after_missed = 3, polled every 20 ms)"
     );
-    let redis = start_redis();
-    let cl = "heartbeat_secs = 1\ndead_after_missed = 3";
-    let main_dir = NodeDir::new("main", "main", &redis, cl);
-    let mut main = main_dir.spawn();
+    let redis = Redis::start();
+    let member = |spec| {
+        bench_node(spec, &redis)
+            .heartbeat_secs(1)
+            .dead_after_missed(3)
+    };
+    let main_dir = member(NodeSpec::main("main")).write();
+    let mut main = spawn(&main_dir);
     let c = client();
     wait_alive(&c, &main_dir, &["main"], Duration::from_secs(20)).await;
-    main.extra.extend(livekit_pid(&c, &main_dir).await);
-    let cfg = format!("{cl}\nmain_url = \"{}\"", main_dir.url());
+    main.livekit_pid().await;
     let mut out = Vec::new();
     for rep in 0..reps {
-        let dir = NodeDir::new("node-1", "sub", &redis, &cfg);
-        let mut sub = dir.spawn();
+        let dir = member(NodeSpec::sub("node-1"))
+            .main_url(&main_dir.api_url())
+            .write();
+        let mut sub = spawn(&dir);
         // a fresh process has a fresh identity: wait until main lists it alive with it
         wait_alive(&c, &main_dir, &["main", "node-1"], Duration::from_secs(20)).await;
-        sub.extra.extend(livekit_pid(&c, &dir).await);
+        sub.livekit_pid().await;
         // let it settle into its heartbeat rhythm, at a phase that differs per repetition
         tokio::time::sleep(Duration::from_millis(1500 + 333 * rep as u64)).await;
         let killed = Instant::now();
-        sub.sigkill_all();
+        sub.kill_all();
         let (mut suspect, mut dead) = (None, None);
         while killed.elapsed() < Duration::from_secs(15) && dead.is_none() {
-            let s = states(&c, &main_dir.url()).await;
+            let s = states(&c, &main_dir.api_url()).await;
             let ms = killed.elapsed().as_secs_f64() * 1000.0;
             match s.get("node-1").map(String::as_str) {
                 Some("suspect") if suspect.is_none() => suspect = Some(ms),

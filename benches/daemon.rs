@@ -3,26 +3,23 @@
 //!
 //! Run: `cargo bench --bench daemon`. Uses the LiveKit stand-in (a test double) as the child.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use airclass_node::clock;
 use airclass_node::cluster::placement;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_airclass-node");
-const STANDIN: &str = env!("CARGO_BIN_EXE_livekit-standin");
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::daemon::{rss_kib, Daemon};
+use support::node::{NodeDir, NodeSpec, API_KEY, API_SECRET};
+use support::ports::PortBlock;
+use support::STANDIN;
 
 fn http_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
@@ -39,151 +36,79 @@ fn http_ok(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n > 12 && buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
-struct Node {
-    dir: tempfile::TempDir,
-    lk: u16,
-    api: u16,
+/// A standalone node with the daemon's default probe period (1 s).
+fn node() -> NodeDir {
+    NodeSpec::standalone("main").write()
 }
 
-fn node() -> Node {
+/// The daemon logging at warn, as a service would, with a fake NOTIFY_SOCKET.
+fn spawn_daemon(n: &NodeDir) -> Daemon {
+    Daemon::spawn(n, &[("RUST_LOG", "warn")])
+}
+
+fn stop(mut d: Daemon) {
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = d.wait_exit(Duration::from_secs(15));
+}
+
+/// The stand-in alone: spawn → GET / answers 200.
+fn child_alone_ms() -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    std::fs::create_dir(p.join("s")).unwrap();
-    std::fs::write(p.join("s/key"), "APIbench\n").unwrap();
-    std::fs::write(
-        p.join("s/secret"),
-        "benchsecret-0123456789abcdefghijklmnop\n",
-    )
-    .unwrap();
-    std::fs::write(p.join("s/app"), format!("{}\n", "0".repeat(64))).unwrap();
-    let (lk, tcp, api) = (free_port(), free_port(), free_port());
-    let udp = 40000 + (rand::random::<u16>() % 20000);
-    std::fs::write(
-        p.join("a.toml"),
-        format!(
-            "[node]\nlivekit_port = {lk}\nrtc_tcp_port = {tcp}\nrtc_udp_start = {udp}\nrtc_udp_end = {}\napi_port = {api}\n\
-             [livekit]\nbinary = \"{STANDIN}\"\napi_key_file = \"{k}\"\napi_secret_file = \"{s}\"\nnode_ip = \"127.0.0.1\"\nhealth_interval_ms = 1000\n\
-             [api]\nbind = \"127.0.0.1\"\napp_token_sha256_file = \"{a}\"\n",
-            udp + 20,
-            k = p.join("s/key").display(),
-            s = p.join("s/secret").display(),
-            a = p.join("s/app").display(),
-        ),
-    )
-    .unwrap();
-    Node { dir, lk, api }
-}
-
-fn spawn_daemon(n: &Node, sock: &Path) -> Child {
-    Command::new(DAEMON)
+    let ports = PortBlock::reserve();
+    let lk = ports.port(0);
+    let yaml = format!(
+        "port: {lk}\nrtc:\n  tcp_port: {}\n  udp_port: {}\nkeys:\n  {API_KEY}: {API_SECRET}\nlogging:\n  level: info\n",
+        ports.port(1),
+        ports.port(3),
+    );
+    std::fs::write(dir.path().join("lk.yaml"), yaml).unwrap();
+    let t0 = clock::now();
+    let mut c = Command::new(STANDIN)
         .arg("--config")
-        .arg(n.dir.path().join("a.toml"))
-        .arg("--nodes-dir")
-        .arg(n.dir.path())
-        .args(["run", "--instance", "main"])
-        .env("NOTIFY_SOCKET", sock)
-        .env("RUNTIME_DIRECTORY", n.dir.path().join("run"))
-        .env("RUST_LOG", "warn")
+        .arg(dir.path().join("lk.yaml"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
-}
-
-fn wait_ready(sock: &UnixDatagram, timeout: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        sock.set_read_timeout(Some(deadline - Instant::now()))
-            .ok()?;
-        let n = sock.recv(&mut buf).ok()?;
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            return Some(Instant::now());
-        }
+        .unwrap();
+    while !http_ok(lk) {
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(t0.elapsed() < Duration::from_secs(10));
     }
-    None
-}
-
-fn stop(mut c: Child) {
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(c.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = c.wait();
-}
-
-/// The stand-in alone: spawn → GET / answers 200.
-fn child_alone_ms() -> f64 {
-    let n = node();
-    let yaml = format!(
-        "port: {}\nrtc:\n  tcp_port: {}\n  udp_port: {}\nkeys:\n  APIbench: benchsecret-0123456789abcdefghijklmnop\nlogging:\n  level: info\n",
-        n.lk,
-        free_port(),
-        40000 + (rand::random::<u16>() % 20000)
-    );
-    std::fs::write(n.dir.path().join("lk.yaml"), yaml).unwrap();
-    let t0 = Instant::now();
-    let c = Command::new(STANDIN)
-        .arg("--config")
-        .arg(n.dir.path().join("lk.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !http_ok(n.lk) {
-        std::thread::sleep(Duration::from_millis(1));
-        assert!(t0.elapsed() < Duration::from_secs(10));
-    }
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    stop(c);
     ms
 }
 
 fn daemon_to_ready_ms() -> f64 {
     let n = node();
-    let sock_path = n.dir.path().join("notify");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let t0 = Instant::now();
-    let c = spawn_daemon(&n, &sock_path);
-    let ready = wait_ready(&sock, Duration::from_secs(20)).expect("no READY");
+    let t0 = clock::now();
+    let mut d = spawn_daemon(&n);
+    let ready = d
+        .wait_note_blocking("READY=1", Duration::from_secs(20))
+        .expect("no READY");
     let ms = (ready - t0).as_secs_f64() * 1000.0;
-    stop(c);
+    stop(d);
     ms
 }
 
 fn idle_rss() {
     let n = node();
-    let sock_path = n.dir.path().join("notify");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let c = spawn_daemon(&n, &sock_path);
-    wait_ready(&sock, Duration::from_secs(20)).expect("no READY");
-    // drain notifications while idling, as systemd would
-    let t0 = Instant::now();
-    let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    while t0.elapsed() < Duration::from_secs(5) {
-        let _ = sock.recv(&mut buf);
-    }
+    let mut d = spawn_daemon(&n);
+    d.wait_note_blocking("READY=1", Duration::from_secs(20))
+        .expect("no READY");
+    // idle 5 s while the notify socket is drained, as systemd would
+    std::thread::sleep(Duration::from_secs(5));
     let body = {
-        let mut s = TcpStream::connect(("127.0.0.1", n.api)).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", n.api_port)).unwrap();
         s.write_all(b"GET /api/node HTTP/1.0\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut out = String::new();
@@ -198,17 +123,17 @@ fn idle_rss() {
         .unwrap_or(0);
     println!(
         "daemon idle RSS with one supervised child: {} KiB (child, the stand-in: {} KiB)",
-        rss_kib(c.id()),
+        rss_kib(d.child.id()),
         rss_kib(lk_pid)
     );
-    stop(c);
+    stop(d);
 }
 
 fn placement_latency() {
     for n in [3usize, 100, 1000] {
         let cands = placement::synthetic_candidates(n);
         let iters = (2_000_000 / n).max(200);
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let mut hits = 0usize;
         for i in 0..iters {
             let room = format!("room-{i}");

@@ -185,7 +185,7 @@ pub fn hash_token() -> u8 {
         eprintln!("error: give the application token on standard input");
         return exit::USAGE;
     }
-    println!("{}", crate::cluster::auth::token_sha256_hex(s.trim()));
+    println!("{}", crate::app_token::token_sha256_hex(s.trim()));
     exit::OK
 }
 

@@ -1,17 +1,26 @@
 //! airclass-node: runs one node of an AirClass live-classroom cluster.
 //!
-//! Map of the library (one folder or file per subsystem):
-//! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
+//! Map of the library, top to bottom: a module uses only modules listed below it (the binary,
+//! `main.rs`, sits on top of everything).
+//! - [`commands`], [`cli`], [`logging`]: what each subcommand does, the command line, log setup.
+//! - [`daemon`]: `run` = start → wait → stop; the cancellation tree and the ordered shutdown.
+//! - [`api`]: the control API, one route table for every role.
+//! - [`cluster`]: main/sub roles (`cluster::main`, `cluster::sub`) over the pure cores
+//!   (placement, membership, auth, protocol), discovery and the Redis store.
 //! - [`livekit`]: rendering LiveKit's config and supervising `livekit-server`.
-//! - [`systemd`]: READY / STATUS / WATCHDOG / STOPPING notifications.
-//! - [`api`]: the control API (axum).
-//! - [`cluster`]: main/sub protocol, discovery, placement, membership, Redis.
 //! - [`firewall`]: the per-instance nftables table.
-//! - [`daemon`]: wiring, cancellation tree, ordered shutdown.
-//! - [`cli`], [`exit`]: the command line and its exit codes.
+//! - [`systemd`], [`stats`], [`redis_conn`]: READY/STATUS/WATCHDOG/STOPPING, node statistics, the
+//!   one Redis client.
+//! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
+//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
+//!   application token hashing, the checked HTTP client, mutex locking, exit codes).
+
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod api;
+pub mod app_token;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;
@@ -20,6 +29,8 @@ pub mod exit;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod redis_conn;
 pub mod stats;
+pub mod sync;
 pub mod systemd;
 pub mod tls;

@@ -1,5 +1,7 @@
 //! `airclass-node`: parses the command line, sets up logging and maps results to exit codes.
 
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -62,12 +64,16 @@ fn run(cli: &Cli, instance: &str) -> u8 {
             return exit::FAILURE;
         }
     };
-    let result = rt.block_on(daemon::run(
-        node,
-        secrets,
-        daemon::RunOptions::default(),
-        shutdown_signal(),
-    ));
+    let result = rt.block_on(async {
+        // inside the runtime: the notify thread and the watchdog period come from systemd
+        daemon::run(
+            node,
+            secrets,
+            daemon::RunOptions::from_env(),
+            shutdown_signal(),
+        )
+        .await
+    });
     match result {
         Ok(()) => exit::OK,
         Err(e) => {

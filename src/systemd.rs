@@ -9,64 +9,77 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use crate::clock::Instant;
+use crate::sync::lock;
+
+/// The `sd_notify` states one notification stands for.
+fn wire(m: &Notification) -> Vec<NotifyState<'_>> {
+    match m {
+        Notification::Ready(s) => vec![NotifyState::Ready, NotifyState::Status(s)],
+        Notification::Status(s) => vec![NotifyState::Status(s)],
+        Notification::Watchdog => vec![NotifyState::Watchdog],
+        Notification::WatchdogTrigger => vec![NotifyState::WatchdogTrigger],
+        Notification::Stopping(s) => vec![NotifyState::Stopping, NotifyState::Status(s)],
+        Notification::ExtendTimeout(us) => vec![NotifyState::ExtendTimeoutUsec(*us)],
+    }
+}
+
 /// One notification, owned so it can cross to the notify thread.
-#[derive(Debug, Clone)]
-enum Message {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// `READY=1` with a status line.
     Ready(String),
     Status(String),
     Watchdog,
     WatchdogTrigger,
+    /// `STOPPING=1` with a status line.
     Stopping(String),
+    /// `EXTEND_TIMEOUT_USEC=…`.
     ExtendTimeout(u32),
 }
 
-/// Handle for sending notifications; cheap to clone.
+/// Notifications kept by a recording notifier, with the time each was sent (the one clock).
+pub type NotifyLog = Arc<Mutex<Vec<(Instant, Notification)>>>;
+
+#[derive(Debug, Clone)]
+enum Sink {
+    /// The notify thread (under systemd).
+    Thread(SyncSender<Notification>),
+    /// Kept in memory (in-process tests play systemd by reading it).
+    Record(NotifyLog),
+}
+
+/// Handle for sending notifications; cheap to clone. The default sends nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
-    tx: Option<SyncSender<Message>>,
+    sink: Option<Sink>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Notifier {
     /// Starts the notify thread when `NOTIFY_SOCKET` is set; otherwise every call is a no-op.
-    pub fn new() -> Self {
+    pub fn from_env() -> Self {
         if std::env::var_os("NOTIFY_SOCKET").is_none() {
             return Self::default();
         }
-        let (tx, rx) = sync_channel::<Message>(64);
+        let (tx, rx) = sync_channel::<Notification>(64);
         let spawned = std::thread::Builder::new()
             .name("sd-notify".into())
             .spawn(move || {
                 while let Ok(m) = rx.recv() {
-                    let r = match &m {
-                        Message::Ready(s) => {
-                            sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(s)])
-                        }
-                        Message::Status(s) => sd_notify::notify(&[NotifyState::Status(s)]),
-                        Message::Watchdog => sd_notify::notify(&[NotifyState::Watchdog]),
-                        Message::WatchdogTrigger => {
-                            sd_notify::notify(&[NotifyState::WatchdogTrigger])
-                        }
-                        Message::Stopping(s) => {
-                            sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status(s)])
-                        }
-                        Message::ExtendTimeout(us) => {
-                            sd_notify::notify(&[NotifyState::ExtendTimeoutUsec(*us)])
-                        }
-                    };
-                    if let Err(e) = r {
+                    if let Err(e) = sd_notify::notify(&wire(&m)) {
                         tracing::warn!(error = %e, "sd_notify failed");
                     }
                 }
             });
         match spawned {
             Ok(_) => Self {
-                tx: Some(tx),
+                sink: Some(Sink::Thread(tx)),
                 dropped: Arc::default(),
             },
             Err(e) => {
@@ -76,9 +89,23 @@ impl Notifier {
         }
     }
 
-    fn send(&self, m: Message) {
-        let Some(tx) = &self.tx else { return };
-        let important = matches!(m, Message::Ready(_) | Message::Stopping(_));
+    /// A notifier that keeps every notification in memory (tests).
+    pub fn recording() -> (Self, NotifyLog) {
+        let log = NotifyLog::default();
+        let n = Self {
+            sink: Some(Sink::Record(log.clone())),
+            dropped: Arc::default(),
+        };
+        (n, log)
+    }
+
+    fn send(&self, m: Notification) {
+        let tx = match &self.sink {
+            None => return,
+            Some(Sink::Record(log)) => return lock(log).push((Instant::now(), m)),
+            Some(Sink::Thread(tx)) => tx,
+        };
+        let important = matches!(m, Notification::Ready(_) | Notification::Stopping(_));
         let r = if important {
             // READY and STOPPING must not be lost: wait for room (the thread drains it)
             tx.send(m).map_err(|_| ())
@@ -104,33 +131,33 @@ impl Notifier {
 
     /// `READY=1` with a first status line.
     pub fn ready(&self, status: &str) {
-        self.send(Message::Ready(status.to_string()));
+        self.send(Notification::Ready(status.to_string()));
     }
 
     /// `STATUS=…`, shown by `systemctl status`.
     pub fn status(&self, status: &str) {
-        self.send(Message::Status(status.to_string()));
+        self.send(Notification::Status(status.to_string()));
     }
 
     /// `WATCHDOG=1`.
     pub fn watchdog(&self) {
-        self.send(Message::Watchdog);
+        self.send(Notification::Watchdog);
     }
 
     /// `WATCHDOG=trigger`: a definite fatal state; systemd acts as on a watchdog timeout.
     pub fn watchdog_trigger(&self) {
-        self.send(Message::WatchdogTrigger);
+        self.send(Notification::WatchdogTrigger);
     }
 
     /// `STOPPING=1`.
     pub fn stopping(&self, status: &str) {
-        self.send(Message::Stopping(status.to_string()));
+        self.send(Notification::Stopping(status.to_string()));
     }
 
     /// `EXTEND_TIMEOUT_USEC=…`: more time for a slow start or drain.
     pub fn extend_timeout(&self, by: Duration) {
         let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
-        self.send(Message::ExtendTimeout(usec));
+        self.send(Notification::ExtendTimeout(usec));
     }
 }
 

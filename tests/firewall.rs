@@ -1,9 +1,10 @@
 //! Real nftables test of `airclass_node::firewall`: open twice, list, close, inside a private
 //! network namespace (`unshare --net` re-runs this test binary) so the host ruleset is never
-//! touched. Skipped, with a printed notice, unless run as root with `nft` and `unshare`.
+//! touched. Needs root, `nft` and `unshare`; without them it fails saying how to get them.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::process::Command;
 
@@ -43,10 +44,15 @@ fn nft_open_twice_list_close_in_private_netns() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return; // we are the child: only `in_netns_body` runs here
     }
-    if !nix::unistd::geteuid().is_root() || !have("nft") || !have("unshare") {
-        println!("SKIPPED nft_open_twice_list_close_in_private_netns: needs root, nft and unshare");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (a network namespace and nftables): run it as root, as scripts/test.sh does"
+    );
+    assert!(have("nft"), "nft is missing: apt-get install -y nftables");
+    assert!(
+        have("unshare"),
+        "unshare is missing: apt-get install -y util-linux"
+    );
     let before = host_ruleset();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")

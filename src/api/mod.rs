@@ -1,21 +1,27 @@
-//! The control API (axum): node routes here; cluster routes are merged in by the daemon.
+//! The control API (axum): [`router`] is its one route table — node routes, and by role the
+//! cluster endpoints and the join endpoint, whose handlers live with main (`cluster::main`).
+//! [`serve`] binds it (plain or TLS) until cancelled.
 //!
 //! Every error is JSON `{"error": CODE, "message": TEXT}`; request bodies are bounded by
 //! `api.max_body_bytes` (413 beyond). Read-only routes reveal no secret.
 
 pub mod node;
+pub mod serve;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::clock::Instant;
+use crate::cluster::main::{endpoints, join, Main};
+use crate::cluster::Role;
 use crate::config::{NodeConfig, Secrets};
 use crate::livekit::LivekitStatus;
 use crate::stats::Sample;
@@ -59,13 +65,43 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// The whole router: node routes, `extra` (cluster routes), body limit, JSON 404.
-/// `extra_has_rooms`: `extra` carries its own `GET /api/livekit/rooms` (main's cluster-wide
-/// list), which then replaces the node-level one.
-pub fn router(state: NodeState, extra: Router, extra_has_rooms: bool) -> Router {
+/// Every route of the control API. `GET /api/livekit/rooms` is this node's rooms, except on a
+/// clustered main, where it is every live node's.
+pub fn router(state: NodeState, role: &Role) -> Router {
     let limit = state.node.config.api.max_body_bytes;
-    node::routes(state, !extra_has_rooms)
-        .merge(extra)
+    let node = Router::new()
+        .route("/healthz", get(node::healthz))
+        .route("/readyz", get(node::readyz))
+        .route("/api/node", get(node::node));
+    let local_rooms = Router::new().route("/api/livekit/rooms", get(node::local_rooms));
+    let by_role = match role {
+        Role::Main(main) => cluster_routes(main),
+        Role::Standalone(main) => local_rooms.merge(join_route(main)),
+        Role::Sub(_) => local_rooms,
+    };
+    node.merge(by_role)
+        .with_state(state)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+}
+
+/// `POST /api/rooms/{room}/join`, answered by `main` (or a standalone node for itself).
+fn join_route<S: Clone + Send + Sync + 'static>(main: &Arc<Main>) -> Router<S> {
+    Router::new()
+        .route("/api/rooms/{room}/join", post(join::join))
+        .with_state(main.clone())
+}
+
+/// A clustered main's routes: joins, the cluster-wide room list, the signed cluster endpoints,
+/// the views (public so tests can serve a main without a whole node).
+pub fn cluster_routes<S: Clone + Send + Sync + 'static>(main: &Arc<Main>) -> Router<S> {
+    Router::new()
+        .route("/api/rooms/{room}/join", post(join::join))
+        .route("/api/livekit/rooms", get(join::cluster_rooms))
+        .route("/api/cluster/register", post(endpoints::register))
+        .route("/api/cluster/heartbeat", post(endpoints::heartbeat))
+        .route("/api/cluster/leave", post(endpoints::leave))
+        .route("/api/cluster/status", get(endpoints::status))
+        .route("/api/cluster/nodes", get(endpoints::nodes))
+        .with_state(main.clone())
 }

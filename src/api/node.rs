@@ -3,36 +3,21 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, NodeState};
-use crate::livekit::rooms;
-
-/// `with_rooms = false` leaves `/api/livekit/rooms` to the cluster's router (main).
-pub fn routes(state: NodeState, with_rooms: bool) -> Router {
-    let r = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/node", get(node));
-    let r = if with_rooms {
-        r.route("/api/livekit/rooms", get(local_rooms))
-    } else {
-        r
-    };
-    r.with_state(state)
-}
+use crate::livekit::{rooms, LivekitState};
 
 /// The daemon's event loop answers.
-async fn healthz() -> impl IntoResponse {
+pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 /// LiveKit is ready (answers 200 on `/`); 503 with the reason otherwise.
-async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
+pub async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
     let lk = s.livekit.borrow().clone();
-    if lk.state == crate::livekit::LivekitState::Ready {
+    if lk.state == LivekitState::Ready {
         (
             StatusCode::OK,
             Json(json!({ "ready": true, "livekit": lk.state })),
@@ -45,7 +30,8 @@ async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
     }
 }
 
-async fn node(State(s): State<NodeState>) -> impl IntoResponse {
+/// This node: name, mode, ports, LiveKit's state, uptime, statistics.
+pub async fn node(State(s): State<NodeState>) -> impl IntoResponse {
     let lk = s.livekit.borrow().clone();
     let st = *s.stats.borrow();
     let n = &s.node;
@@ -67,7 +53,8 @@ async fn node(State(s): State<NodeState>) -> impl IntoResponse {
     }))
 }
 
-async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, ApiError> {
+/// This node's rooms, from its LiveKit's RoomService.
+pub async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, ApiError> {
     let rooms = rooms::list_rooms(
         s.node.ports.livekit_port,
         &s.secrets.api_key,

@@ -20,8 +20,7 @@
 //! rather than forgetting a nonce that could still be replayed. 1000 nodes at 1 Hz with a 30 s
 //! window need at most 60 000 entries, under the default 100 000.
 //!
-//! Application tokens (the AirClass web backend → join and state-changing endpoints) are stored
-//! as their SHA-256 and compared in constant time ([`AppTokenCheck`]).
+//! Application tokens (the web backend → join endpoint) are another matter: `crate::app_token`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -47,13 +46,11 @@ pub const DEFAULT_MAX_NONCES: usize = 100_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a secret or token hash is unusable.
+/// Why a cluster secret is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("cluster secret is {len} bytes; at least {MIN_SECRET_LEN} are required")]
     TooShort { len: usize },
-    #[error("application token hash must be 64 hex digits (SHA-256)")]
-    BadTokenHash,
 }
 
 /// The shared cluster secret (≥ 32 bytes). Its `Debug` never shows the bytes.
@@ -347,45 +344,6 @@ impl Verifier {
         self.seen.insert(nonce_key, expiry);
         self.by_expiry.entry(expiry).or_default().push(nonce_key);
         Ok(())
-    }
-}
-
-/// SHA-256 of an application token, lowercase hex (what `airclass-node hash-token` prints).
-pub fn token_sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The token part of an `Authorization: Bearer <token>` value (scheme case-insensitive).
-pub fn parse_bearer(header_value: &str) -> Option<&str> {
-    let (scheme, token) = header_value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Checks application tokens against their stored SHA-256.
-#[derive(Clone)]
-pub struct AppTokenCheck {
-    hash: [u8; 32],
-}
-
-impl AppTokenCheck {
-    /// From the hash file's text: 64 hex digits, surrounding whitespace ignored.
-    pub fn from_hex(text: &str) -> Result<Self, SecretError> {
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut hash).map_err(|_| SecretError::BadTokenHash)?;
-        Ok(AppTokenCheck { hash })
-    }
-
-    /// Does `bearer` hash to the stored value? Constant time in the hash comparison.
-    pub fn check(&self, bearer: &str) -> bool {
-        let got: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        bool::from(got.ct_eq(&self.hash))
-    }
-}
-
-impl fmt::Debug for AppTokenCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppTokenCheck([redacted])")
     }
 }
 

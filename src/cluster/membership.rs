@@ -1,6 +1,6 @@
 //! Main's membership table: which nodes exist, what they report and whether they are Alive,
-//! Suspect, Dead or Left. Pure: every call takes `now` (a `std::time::Instant`; the async shell
-//! passes `tokio::time::Instant::now().into_std()` so paused-time tests work); no tasks, no I/O.
+//! Suspect, Dead or Left. Pure: every call takes `now` (on the one clock, `crate::clock`, so
+//! paused-time tests drive it); no tasks, no I/O.
 //!
 //! Timing (all measured from the node's last register or heartbeat, `last_seen`):
 //! - Suspect once `elapsed ≥ heartbeat + grace` (one heartbeat missed);
@@ -16,12 +16,13 @@
 //! Suspect) node cannot be taken by another identity; a Dead or Left node's name can.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::placement::{self, Candidate, Choice, Liveness};
 use super::protocol::{
     ErrorCode, NodeInfo, NodeState, NodeStats, NodeView, RoomView, PROTOCOL_VERSION,
 };
+use crate::clock::Instant;
 
 /// Timings of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use crate::livekit::health::RedisProbe;
+use crate::redis_conn::{RedisConn, RedisError};
 
 /// The one prefix of every key airclass-node writes.
 pub const KEY_PREFIX: &str = "airclass:";
@@ -28,10 +28,12 @@ pub const LIVEKIT_NODES: &str = "nodes";
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a Redis operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("Redis at {address}: {error}")]
-    Redis { address: String, error: String },
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("Redis at {address}: {CLUSTER_ID_KEY} vanished right after SET NX")]
+    MarkerVanished { address: String },
     #[error(
         "Redis at {address} belongs to cluster {theirs:?} ({CLUSTER_ID_KEY}), not to this cluster \
          {ours:?}: LiveKit has no key prefix, so two clusters must not share one Redis. Give this \
@@ -57,44 +59,20 @@ pub enum Claim {
 /// The cluster's Redis (the same one LiveKit uses).
 #[derive(Clone, Debug)]
 pub struct Store {
-    probe: RedisProbe,
+    redis: RedisConn,
 }
 
 impl Store {
-    pub fn new(probe: RedisProbe) -> Self {
-        Store { probe }
+    pub fn new(redis: RedisConn) -> Self {
+        Store { redis }
     }
 
     pub fn address(&self) -> &str {
-        self.probe.address()
-    }
-
-    fn err(&self, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Redis {
-            address: self.probe.address().to_owned(),
-            error: error.to_string(),
-        }
-    }
-
-    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
-        match tokio::time::timeout(
-            OP_TIMEOUT,
-            self.probe.client().get_multiplexed_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self.err(e)),
-            Err(_) => Err(self.err(format!("no answer within {OP_TIMEOUT:?}"))),
-        }
+        self.redis.address()
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut con = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut con)).await {
-            Ok(r) => r.map_err(|e| self.err(e)),
-            Err(_) => Err(self.err(format!("no answer within {OP_TIMEOUT:?}"))),
-        }
+        Ok(self.redis.query(cmd, OP_TIMEOUT).await?)
     }
 
     /// Claim this Redis for `cluster_id`: `SET airclass:cluster_id ID NX`, then `GET` and compare.
@@ -119,7 +97,9 @@ impl Store {
                 ours: cluster_id.to_owned(),
                 theirs,
             }),
-            None => Err(self.err(format!("{CLUSTER_ID_KEY} vanished right after SET NX"))),
+            None => Err(StoreError::MarkerVanished {
+                address: self.address().to_owned(),
+            }),
         }
     }
 

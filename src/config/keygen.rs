@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::cluster::auth::token_sha256_hex;
+use crate::app_token::token_sha256_hex;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 

@@ -76,66 +76,23 @@ pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>>
     let mut merged = Table::new();
     let mut provenance = BTreeMap::new();
     let mut files = Vec::new();
-
-    let cluster_file = sources.config_path.clone();
-    match read_table(&cluster_file, sources.config_explicit) {
-        Ok(Some(t)) => {
-            files.push(cluster_file.clone());
-            let t = check_against_schema(t, &cluster_file.display().to_string(), &mut problems);
-            merge_into(
-                &mut merged,
-                t,
-                "",
-                &cluster_file.display().to_string(),
-                &mut provenance,
-            );
-        }
-        Ok(None) => {}
-        Err(p) => problems.push(p),
-    }
-
     let node_file = sources.nodes_dir.join(format!("{instance}.toml"));
-    match read_table(&node_file, false) {
-        Ok(Some(t)) => {
-            files.push(node_file.clone());
-            let t = check_against_schema(t, &node_file.display().to_string(), &mut problems);
-            merge_into(
-                &mut merged,
-                t,
-                "",
-                &node_file.display().to_string(),
-                &mut provenance,
-            );
+    for (file, explicit) in [
+        (&sources.config_path, sources.config_explicit),
+        (&node_file, false),
+    ] {
+        match read_table(file, explicit) {
+            Ok(Some(t)) => {
+                files.push(file.clone());
+                let source = file.display().to_string();
+                let t = check_against_schema(t, &source, &mut problems);
+                merge_into(&mut merged, t, "", &source, &mut provenance);
+            }
+            Ok(None) => {}
+            Err(p) => problems.push(p),
         }
-        Ok(None) => {}
-        Err(p) => problems.push(p),
     }
-
-    for (var, key, kind) in ENV_OVERRIDES {
-        let Some(text) = sources.env.get(*var) else {
-            continue;
-        };
-        if text.is_empty() {
-            continue; // an empty variable is treated as unset
-        }
-        let value = match kind {
-            EnvKind::Str => Value::String(text.clone()),
-            EnvKind::Port => match text.trim().parse::<u32>() {
-                Ok(v) => Value::Integer(i64::from(v)),
-                Err(_) => {
-                    problems.push(Problem::new(
-                        format!("environment variable {var}"),
-                        *key,
-                        format!("{text:?} is not a port number"),
-                        format!("set {var} to a number between 1 and 65535, or unset it"),
-                    ));
-                    continue;
-                }
-            },
-        };
-        set_path(&mut merged, key, value);
-        provenance.insert((*key).to_string(), format!("environment variable {var}"));
-    }
+    apply_env(&sources.env, &mut merged, &mut provenance, &mut problems);
 
     // Every layer passed the schema alone; the merge can only fail through an env value
     // (e.g. MODE=primary), reported against its variable.
@@ -157,6 +114,40 @@ pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>>
         })
     } else {
         Err(problems)
+    }
+}
+
+/// The original AirClass environment variables, over the merged files.
+fn apply_env(
+    env: &BTreeMap<String, String>,
+    merged: &mut Table,
+    provenance: &mut BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) {
+    for (var, key, kind) in ENV_OVERRIDES {
+        let Some(text) = env.get(*var) else {
+            continue;
+        };
+        if text.is_empty() {
+            continue; // an empty variable is treated as unset
+        }
+        let value = match kind {
+            EnvKind::Str => Value::String(text.clone()),
+            EnvKind::Port => match text.trim().parse::<u32>() {
+                Ok(v) => Value::Integer(i64::from(v)),
+                Err(_) => {
+                    problems.push(Problem::new(
+                        format!("environment variable {var}"),
+                        *key,
+                        format!("{text:?} is not a port number"),
+                        format!("set {var} to a number between 1 and 65535, or unset it"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        set_path(merged, key, value);
+        provenance.insert((*key).to_string(), format!("environment variable {var}"));
     }
 }
 

@@ -85,8 +85,26 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
         overrides.rtc_udp_end,
         overrides.api_port,
     ];
-    let index = node_index(name);
-    let derived = index.map(derived);
+    let values = values(name, given)?;
+    let [livekit, tcp, start, end, api] = values.map(|v| u16::try_from(v).unwrap_or(0));
+    let plan = PortPlan {
+        livekit_port: livekit,
+        rtc_tcp_port: tcp,
+        rtc_udp_start: start,
+        rtc_udp_end: end,
+        api_port: api,
+    };
+    let errors = conflicts(&plan);
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Each port: given, else derived from the name; every one a valid port number.
+fn values(name: &str, given: [Option<u32>; 5]) -> Result<[u32; 5], Vec<PortError>> {
+    let derived = node_index(name).map(derived);
     let mut errors = Vec::new();
     let mut values = [0u32; 5];
     for (slot, key) in KEYS.iter().enumerate() {
@@ -108,15 +126,15 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
     for (slot, key) in KEYS.iter().enumerate() {
         let v = values[slot];
         if v == 0 || v > 65_535 {
-            let why = if given[slot].is_some() {
-                format!("{v} is not a valid port (1-65535)")
-            } else {
-                format!("the name {name:?} derives port {v}, above 65535")
-            };
+            let explicit = given[slot].is_some();
             errors.push(PortError {
                 key,
-                problem: why,
-                fix: if given[slot].is_some() {
+                problem: if explicit {
+                    format!("{v} is not a valid port (1-65535)")
+                } else {
+                    format!("the name {name:?} derives port {v}, above 65535")
+                },
+                fix: if explicit {
                     format!("set {key} to a port between 1 and 65535")
                 } else {
                     format!("use node-1 … node-15, or set {key} explicitly")
@@ -124,10 +142,17 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
             });
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
     }
-    let [livekit, tcp, start, end, api] = values.map(|v| u16::try_from(v).unwrap_or(0));
+}
+
+/// A reversed RTC range, TCP ports used twice, the mDNS port inside the RTC range.
+fn conflicts(p: &PortPlan) -> Vec<PortError> {
+    let mut errors = Vec::new();
+    let (start, end) = (p.rtc_udp_start, p.rtc_udp_end);
     if start > end {
         errors.push(PortError {
             key: "node.rtc_udp_start",
@@ -136,9 +161,9 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
         });
     }
     let tcp_ports = [
-        ("node.livekit_port", livekit),
-        ("node.rtc_tcp_port", tcp),
-        ("node.api_port", api),
+        ("node.livekit_port", p.livekit_port),
+        ("node.rtc_tcp_port", p.rtc_tcp_port),
+        ("node.api_port", p.api_port),
     ];
     for (i, (ka, a)) in tcp_ports.iter().enumerate() {
         for (kb, b) in tcp_ports.iter().skip(i + 1) {
@@ -158,16 +183,7 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
             fix: "move the RTC range away from 5353".into(),
         });
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(PortPlan {
-        livekit_port: livekit,
-        rtc_tcp_port: tcp,
-        rtc_udp_start: start,
-        rtc_udp_end: end,
-        api_port: api,
-    })
+    errors
 }
 
 impl PortPlan {

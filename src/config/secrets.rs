@@ -99,42 +99,11 @@ pub fn read_secret(
     credentials_dir: Option<&Path>,
     warnings: &mut Vec<String>,
 ) -> Result<(Secret, SecretOrigin), Problem> {
-    let cred = credentials_dir.map(|d| d.join(spec.credential));
-    let (path, origin) = match (&cred, file.filter(|f| !f.is_empty())) {
-        (Some(c), _) if c.exists() => (c.clone(), SecretOrigin::Credential(c.clone())),
-        (_, Some(f)) => (PathBuf::from(f), SecretOrigin::File(PathBuf::from(f))),
-        (_, None) => {
-            return Err(Problem::new(
-                "secrets",
-                spec.key,
-                format!(
-                    "no secret: credential {} is not loaded and no file is configured",
-                    spec.credential
-                ),
-                format!(
-                    "add LoadCredential={}:PATH to the unit or set {} to a file",
-                    spec.credential, spec.key
-                ),
-            ))
-        }
+    let origin = locate(spec, file, credentials_dir)?;
+    let path = match &origin {
+        SecretOrigin::Credential(p) | SecretOrigin::File(p) => p.clone(),
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        let (problem, fix) = if e.kind() == std::io::ErrorKind::NotFound {
-            (
-                format!("secret file {} does not exist", path.display()),
-                format!(
-                    "create it (`airclass-node secrets init` makes all of them) or point {} elsewhere",
-                    spec.key
-                ),
-            )
-        } else {
-            (
-                format!("cannot read secret file {}: {e}", path.display()),
-                "make it readable by the service (root:airclass, mode 0640)".to_string(),
-            )
-        };
-        Problem::new("secrets", spec.key, problem, fix)
-    })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| unreadable(spec, &path, &e))?;
     if let SecretOrigin::File(p) = &origin {
         if let Ok(meta) = std::fs::metadata(p) {
             if meta.permissions().mode() & 0o007 != 0 {
@@ -146,36 +115,83 @@ pub fn read_secret(
             }
         }
     }
-    let value = text.trim().to_string();
-    if value.is_empty() {
-        return Err(Problem::new(
-            "secrets",
-            spec.key,
-            format!("the secret in {origin} is empty"),
-            "write the secret into the file (`airclass-node secrets init` generates one)",
-        ));
-    }
-    if value.chars().count() < spec.min_len {
-        return Err(Problem::new(
+    let value = check_value(spec, &origin, text.trim())?;
+    Ok((Secret(value.to_string()), origin))
+}
+
+/// The credential when it is loaded, else the configured file.
+fn locate(
+    spec: SecretSpec,
+    file: Option<&str>,
+    credentials_dir: Option<&Path>,
+) -> Result<SecretOrigin, Problem> {
+    let cred = credentials_dir.map(|d| d.join(spec.credential));
+    match (cred, file.filter(|f| !f.is_empty())) {
+        (Some(c), _) if c.exists() => Ok(SecretOrigin::Credential(c)),
+        (_, Some(f)) => Ok(SecretOrigin::File(PathBuf::from(f))),
+        (_, None) => Err(Problem::new(
             "secrets",
             spec.key,
             format!(
-                "the secret in {origin} has {} characters; at least {} are required",
-                value.chars().count(),
+                "no secret: credential {} is not loaded and no file is configured",
+                spec.credential
+            ),
+            format!(
+                "add LoadCredential={}:PATH to the unit or set {} to a file",
+                spec.credential, spec.key
+            ),
+        )),
+    }
+}
+
+fn unreadable(spec: SecretSpec, path: &Path, e: &std::io::Error) -> Problem {
+    let (problem, fix) = if e.kind() == std::io::ErrorKind::NotFound {
+        (
+            format!("secret file {} does not exist", path.display()),
+            format!(
+                "create it (`airclass-node secrets init` makes all of them) or point {} elsewhere",
+                spec.key
+            ),
+        )
+    } else {
+        (
+            format!("cannot read secret file {}: {e}", path.display()),
+            "make it readable by the service (root:airclass, mode 0640)".to_string(),
+        )
+    };
+    Problem::new("secrets", spec.key, problem, fix)
+}
+
+/// Not empty, long enough, no whitespace. Messages never show the value.
+fn check_value<'a>(
+    spec: SecretSpec,
+    origin: &SecretOrigin,
+    value: &'a str,
+) -> Result<&'a str, Problem> {
+    let bad = |problem: String, fix: &str| Err(Problem::new("secrets", spec.key, problem, fix));
+    if value.is_empty() {
+        return bad(
+            format!("the secret in {origin} is empty"),
+            "write the secret into the file (`airclass-node secrets init` generates one)",
+        );
+    }
+    let len = value.chars().count();
+    if len < spec.min_len {
+        return bad(
+            format!(
+                "the secret in {origin} has {len} characters; at least {} are required",
                 spec.min_len
             ),
-            "use a longer random secret, e.g. `head -c 32 /dev/urandom | base64`".to_string(),
-        ));
+            "use a longer random secret, e.g. `head -c 32 /dev/urandom | base64`",
+        );
     }
     if value.contains(char::is_whitespace) {
-        return Err(Problem::new(
-            "secrets",
-            spec.key,
+        return bad(
             format!("the secret in {origin} contains whitespace"),
             "use a secret without spaces or line breaks",
-        ));
+        );
     }
-    Ok((Secret(value), origin))
+    Ok(value)
 }
 
 #[cfg(test)]

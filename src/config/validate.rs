@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::load::{layer, Layered, Sources};
 use super::ports::{self, PortOverrides, PortPlan, MDNS_PORT};
-use super::schema::{Config, Mode, PortMode};
+use super::schema::{Config, LivekitSection, Mode, PortMode};
 use super::Problem;
 
 /// A parsed `redis.url`.
@@ -60,14 +60,41 @@ fn valid_name(s: &str) -> bool {
         && !s.starts_with('-')
 }
 
+/// Collects the problems of one resolution, each with the source of its key.
+struct Checks<'a> {
+    layered: &'a Layered,
+    problems: Vec<Problem>,
+}
+
+impl Checks<'_> {
+    fn bad(&mut self, key: &str, problem: String, fix: impl Into<String>) {
+        let source = self.layered.source_of(key);
+        self.problems
+            .push(Problem::new(source, key, problem, fix.into()));
+    }
+
+    /// `key` must lie in `range` ("V is outside A..=B").
+    fn in_range(&mut self, key: &str, v: u64, range: std::ops::RangeInclusive<u64>, fix: &str) {
+        if !range.contains(&v) {
+            let (lo, hi) = range.into_inner();
+            self.bad(key, format!("{v} is outside {lo}..={hi}"), fix);
+        }
+    }
+
+    /// `key` must be 1 or more.
+    fn at_least_one(&mut self, key: &str, v: u64, problem: &str, fix: &str) {
+        if v == 0 {
+            self.bad(key, problem.into(), fix);
+        }
+    }
+}
+
 /// Resolve and validate. `runtime_directory` is `$RUNTIME_DIRECTORY` if set.
 pub fn resolve(
     sources: &Sources,
     instance: &str,
     runtime_directory: Option<&str>,
 ) -> Result<(NodeConfig, Vec<String>), Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
     if !valid_name(instance) {
         return Err(vec![Problem::new(
             "command line",
@@ -78,17 +105,53 @@ pub fn resolve(
     }
     let layered = layer(sources, instance)?;
     let c = layered.config.clone();
-    let src = |key: &str| layered.source_of(key);
-    let mut bad = |key: &str, problem: String, fix: String| {
-        problems.push(Problem::new(src(key), key, problem, fix));
+    let mut checks = Checks {
+        layered: &layered,
+        problems: Vec::new(),
     };
-
     let name = c.node.name.clone().unwrap_or_else(|| instance.to_string());
-    if !valid_name(&name) {
-        bad(
+    let plan = check_name_and_ports(&mut checks, &name, &c);
+    check_livekit_process(&mut checks, &c.livekit);
+    check_livekit_network(&mut checks, &c.livekit, plan.as_ref());
+    check_cluster(&mut checks, &c);
+    let redis = check_redis(&mut checks, &c);
+    check_api(&mut checks, &c, plan.as_ref());
+    let problems = checks.problems;
+    let (Some(plan), true) = (plan, problems.is_empty()) else {
+        return Err(problems);
+    };
+    let warnings = warnings(&c, &plan);
+    Ok((
+        NodeConfig {
+            instance: instance.to_string(),
+            name,
+            mode: c.node.mode,
+            ports: plan,
+            config: c,
+            runtime_dir: runtime_dir(runtime_directory, instance),
+            layered,
+            redis,
+        },
+        warnings,
+    ))
+}
+
+/// `$RUNTIME_DIRECTORY` (its first entry), else `/run/airclass/INSTANCE`.
+fn runtime_dir(runtime_directory: Option<&str>, instance: &str) -> PathBuf {
+    runtime_directory
+        .and_then(|s| s.split(':').next())
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/airclass").join(instance))
+}
+
+/// The node name and its port plan (derived from the name unless set explicitly).
+fn check_name_and_ports(checks: &mut Checks<'_>, name: &str, c: &Config) -> Option<PortPlan> {
+    if !valid_name(name) {
+        checks.bad(
             "node.name",
             format!("node name {name:?} is not valid"),
-            "use 1-32 characters of a-z, 0-9 and '-', e.g. node-1".into(),
+            "use 1-32 characters of a-z, 0-9 and '-', e.g. node-1",
         );
     }
     let overrides = PortOverrides {
@@ -98,73 +161,73 @@ pub fn resolve(
         rtc_udp_end: c.node.rtc_udp_end,
         api_port: c.node.api_port,
     };
-    let plan = match ports::plan(&name, overrides) {
+    match ports::plan(name, overrides) {
         Ok(p) => Some(p),
         Err(errs) => {
             for e in errs {
-                bad(e.key, e.problem, e.fix);
+                checks.bad(e.key, e.problem, e.fix);
             }
             None
         }
-    };
+    }
+}
 
-    let lk = &c.livekit;
+/// `[livekit]`: the child process, its timings and its restart policy.
+fn check_livekit_process(checks: &mut Checks<'_>, lk: &LivekitSection) {
     if !["debug", "info", "warn", "error"].contains(&lk.log_level.as_str()) {
-        bad(
+        checks.bad(
             "livekit.log_level",
             format!("{:?} is not a LiveKit log level", lk.log_level),
-            "use debug, info, warn or error".into(),
+            "use debug, info, warn or error",
         );
     }
-    if !(1..=3600).contains(&lk.drain_timeout_secs) {
-        bad(
-            "livekit.drain_timeout_secs",
-            format!("{} is outside 1..=3600", lk.drain_timeout_secs),
-            "choose a drain budget between 1 and 3600 seconds (keep TimeoutStopSec above it)"
-                .into(),
-        );
-    }
-    if !(1..=600).contains(&lk.ready_timeout_secs) {
-        bad(
-            "livekit.ready_timeout_secs",
-            format!("{} is outside 1..=600", lk.ready_timeout_secs),
-            "choose between 1 and 600 seconds".into(),
-        );
-    }
-    if !(50..=60_000).contains(&lk.health_interval_ms) {
-        bad(
-            "livekit.health_interval_ms",
-            format!("{} is outside 50..=60000", lk.health_interval_ms),
-            "choose a probe period between 50 ms and 60 s".into(),
-        );
-    }
-    if lk.health_failures == 0 {
-        bad(
-            "livekit.health_failures",
-            "0 would restart LiveKit on every probe".into(),
-            "use 1 or more (default 3)".into(),
-        );
-    }
-    if lk.restart_budget == 0 {
-        bad(
-            "livekit.restart_budget",
-            "0 allows no restart at all".into(),
-            "use 1 or more (default 5)".into(),
-        );
-    }
+    checks.in_range(
+        "livekit.drain_timeout_secs",
+        lk.drain_timeout_secs,
+        1..=3600,
+        "choose a drain budget between 1 and 3600 seconds (keep TimeoutStopSec above it)",
+    );
+    checks.in_range(
+        "livekit.ready_timeout_secs",
+        lk.ready_timeout_secs,
+        1..=600,
+        "choose between 1 and 600 seconds",
+    );
+    checks.in_range(
+        "livekit.health_interval_ms",
+        lk.health_interval_ms,
+        50..=60_000,
+        "choose a probe period between 50 ms and 60 s",
+    );
+    checks.at_least_one(
+        "livekit.health_failures",
+        lk.health_failures.into(),
+        "0 would restart LiveKit on every probe",
+        "use 1 or more (default 3)",
+    );
+    checks.at_least_one(
+        "livekit.restart_budget",
+        lk.restart_budget.into(),
+        "0 allows no restart at all",
+        "use 1 or more (default 5)",
+    );
     if lk.binary.is_empty() || !lk.binary.starts_with('/') {
-        bad(
+        checks.bad(
             "livekit.binary",
             format!("{:?} is not an absolute path", lk.binary),
-            "give the absolute path of livekit-server, e.g. /usr/local/bin/livekit-server".into(),
+            "give the absolute path of livekit-server, e.g. /usr/local/bin/livekit-server",
         );
     }
+}
+
+/// `[livekit]`: what LiveKit tells clients and where it serves metrics.
+fn check_livekit_network(checks: &mut Checks<'_>, lk: &LivekitSection, plan: Option<&PortPlan>) {
     if let Some(ip) = lk.node_ip.as_deref().filter(|s| !s.is_empty()) {
         if ip.parse::<IpAddr>().is_err() {
-            bad(
+            checks.bad(
                 "livekit.node_ip",
                 format!("{ip:?} is not an IP address"),
-                "give the IPv4 address clients reach this node on, e.g. 192.0.2.10".into(),
+                "give the IPv4 address clients reach this node on, e.g. 192.0.2.10",
             );
         }
     }
@@ -173,94 +236,91 @@ pub fn resolve(
         .iter()
         .filter_map(|s| stun_server_problem(s))
     {
-        bad("livekit.stun_servers", problem, fix);
+        checks.bad("livekit.stun_servers", problem, fix);
     }
     if let Some(url) = lk.url.as_deref().filter(|s| !s.is_empty()) {
         if !(url.starts_with("ws://") || url.starts_with("wss://")) || url::Url::parse(url).is_err()
         {
-            bad(
+            checks.bad(
                 "livekit.url",
                 format!("{url:?} is not a ws:// or wss:// URL"),
-                "use e.g. ws://10.0.0.5:7880 or wss://media.example.org".into(),
+                "use e.g. ws://10.0.0.5:7880 or wss://media.example.org",
             );
         }
     }
     if lk.prometheus_port != 0 {
         let taken = plan.map(|p| [p.livekit_port, p.rtc_tcp_port, p.api_port]);
         if lk.prometheus_port > 65_535 {
-            bad(
+            checks.bad(
                 "livekit.prometheus_port",
                 format!("{} is not a valid port", lk.prometheus_port),
-                "use 1-65535, or 0 to turn metrics off".into(),
+                "use 1-65535, or 0 to turn metrics off",
             );
         } else if taken.is_some_and(|t| t.iter().any(|p| u32::from(*p) == lk.prometheus_port)) {
-            bad(
+            checks.bad(
                 "livekit.prometheus_port",
                 format!(
                     "{} is already one of the node's TCP ports",
                     lk.prometheus_port
                 ),
-                "give prometheus a port of its own".into(),
+                "give prometheus a port of its own",
             );
         }
     }
-    if let Some(region) = &lk.region {
-        if region.trim().is_empty() {
-            bad(
-                "livekit.region",
-                "the region is empty".into(),
-                "remove the key or give a region name".into(),
-            );
-        }
+    if lk.region.as_ref().is_some_and(|r| r.trim().is_empty()) {
+        checks.bad(
+            "livekit.region",
+            "the region is empty".into(),
+            "remove the key or give a region name",
+        );
     }
+}
 
+/// `[cluster]` and the drill knob `node.sysload_override`.
+fn check_cluster(checks: &mut Checks<'_>, c: &Config) {
     let cl = &c.cluster;
-    if cl.id.is_empty()
-        || cl.id.len() > 63
-        || !cl
+    let id_ok = !cl.id.is_empty()
+        && cl.id.len() <= 63
+        && cl
             .id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        bad(
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !id_ok {
+        checks.bad(
             "cluster.id",
             format!("{:?} is not a valid cluster id", cl.id),
-            "use 1-63 characters of letters, digits, '-', '_' and '.'".into(),
+            "use 1-63 characters of letters, digits, '-', '_' and '.'",
         );
     }
-    if !(1..=60).contains(&cl.heartbeat_secs) {
-        bad(
-            "cluster.heartbeat_secs",
-            format!("{} is outside 1..=60", cl.heartbeat_secs),
-            "choose a heartbeat period between 1 and 60 seconds (default 5)".into(),
-        );
-    }
-    if !(1..=100).contains(&cl.dead_after_missed) {
-        bad(
-            "cluster.dead_after_missed",
-            format!("{} is outside 1..=100", cl.dead_after_missed),
-            "choose how many missed heartbeats make a node dead (default 3)".into(),
-        );
-    }
-    if !(1..=3600).contains(&cl.max_skew_secs) {
-        bad(
-            "cluster.max_skew_secs",
-            format!("{} is outside 1..=3600", cl.max_skew_secs),
-            "choose a clock skew window between 1 and 3600 seconds (default 30)".into(),
-        );
-    }
-    if cl.discovery_timeout_secs == 0 {
-        bad(
-            "cluster.discovery_timeout_secs",
-            "0 seconds leaves no time to find main".into(),
-            "use 1 or more (default 10)".into(),
-        );
-    }
+    checks.in_range(
+        "cluster.heartbeat_secs",
+        cl.heartbeat_secs,
+        1..=60,
+        "choose a heartbeat period between 1 and 60 seconds (default 5)",
+    );
+    checks.in_range(
+        "cluster.dead_after_missed",
+        cl.dead_after_missed.into(),
+        1..=100,
+        "choose how many missed heartbeats make a node dead (default 3)",
+    );
+    checks.in_range(
+        "cluster.max_skew_secs",
+        cl.max_skew_secs,
+        1..=3600,
+        "choose a clock skew window between 1 and 3600 seconds (default 30)",
+    );
+    checks.at_least_one(
+        "cluster.discovery_timeout_secs",
+        cl.discovery_timeout_secs,
+        "0 seconds leaves no time to find main",
+        "use 1 or more (default 10)",
+    );
     if !(cl.sysload_limit.is_finite() && cl.sysload_limit > 0.0 && cl.sysload_limit <= 100.0) {
-        bad(
+        checks.bad(
             "cluster.sysload_limit",
             format!("{} is not a usable sysload limit", cl.sysload_limit),
-            "use a number above 0, e.g. 0.7 (load average per CPU)".into(),
+            "use a number above 0, e.g. 0.7 (load average per CPU)",
         );
     }
     if let Some(url) = cl.main_url.as_deref().filter(|s| !s.is_empty()) {
@@ -268,95 +328,97 @@ pub fn resolve(
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if ok.is_none() {
-            bad(
+            checks.bad(
                 "cluster.main_url",
                 format!("{url:?} is not an http:// or https:// URL"),
-                "use e.g. http://main.example:8000 or unset it to find main over mDNS".into(),
+                "use e.g. http://main.example:8000 or unset it to find main over mDNS",
             );
         }
     }
-    if let Some(o) = c.node.sysload_override {
-        if !(o.is_finite() && o >= 0.0) {
-            bad(
-                "node.sysload_override",
-                format!("{o} is not a sysload"),
-                "use a number >= 0, or remove the key".into(),
-            );
+    if let Some(o) = c
+        .node
+        .sysload_override
+        .filter(|o| !(o.is_finite() && *o >= 0.0))
+    {
+        checks.bad(
+            "node.sysload_override",
+            format!("{o} is not a sysload"),
+            "use a number >= 0, or remove the key",
+        );
+    }
+}
+
+/// `redis.url` of a clustered node.
+fn check_redis(checks: &mut Checks<'_>, c: &Config) -> Option<RedisTarget> {
+    if !c.node.mode.is_clustered() {
+        return None;
+    }
+    match parse_redis_url(&c.redis.url) {
+        Ok(t) => Some(t),
+        Err((problem, fix)) => {
+            checks.bad("redis.url", problem, fix);
+            None
         }
     }
+}
 
-    let redis = if c.node.mode.is_clustered() {
-        match parse_redis_url(&c.redis.url) {
-            Ok(t) => Some(t),
-            Err((problem, fix)) => {
-                bad("redis.url", problem, fix);
-                None
-            }
-        }
-    } else {
-        None
-    };
-
+/// `[api]`: bind address, TLS files, body limit; the API port is not mDNS's.
+fn check_api(checks: &mut Checks<'_>, c: &Config, plan: Option<&PortPlan>) {
     let api = &c.api;
     if api.bind.parse::<IpAddr>().is_err() {
-        bad(
+        checks.bad(
             "api.bind",
             format!("{:?} is not an IP address", api.bind),
-            "use 0.0.0.0, :: or one of the host's addresses".into(),
+            "use 0.0.0.0, :: or one of the host's addresses",
         );
     }
     let cert = api.tls_cert_file.as_deref().filter(|s| !s.is_empty());
     let key = api.tls_key_file.as_deref().filter(|s| !s.is_empty());
     match (cert, key) {
-        (Some(_), None) | (None, Some(_)) => bad(
+        (Some(_), None) | (None, Some(_)) => checks.bad(
             if cert.is_some() {
                 "api.tls_key_file"
             } else {
                 "api.tls_cert_file"
             },
             "TLS needs both a certificate and a key".into(),
-            "set both api.tls_cert_file and api.tls_key_file, or neither".into(),
+            "set both api.tls_cert_file and api.tls_key_file, or neither",
         ),
         (Some(cf), Some(kf)) => {
             for (k, f) in [("api.tls_cert_file", cf), ("api.tls_key_file", kf)] {
                 if !std::path::Path::new(f).is_file() {
-                    bad(
+                    checks.bad(
                         k,
                         format!("{f} does not exist"),
-                        "give the path of a PEM file".into(),
+                        "give the path of a PEM file",
                     );
                 }
             }
         }
         (None, None) => {}
     }
-    if !(1024..=16 * 1024 * 1024).contains(&api.max_body_bytes) {
-        bad(
-            "api.max_body_bytes",
-            format!("{} is outside 1024..=16777216", api.max_body_bytes),
-            "use e.g. 65536".into(),
+    checks.in_range(
+        "api.max_body_bytes",
+        api.max_body_bytes as u64,
+        1024..=16 * 1024 * 1024,
+        "use e.g. 65536",
+    );
+    if plan.is_some_and(|p| p.api_port == MDNS_PORT) {
+        checks.bad(
+            "node.api_port",
+            "5353 is the mDNS port".into(),
+            "choose another control API port",
         );
     }
-    if let Some(p) = plan {
-        if u32::from(p.api_port) == u32::from(MDNS_PORT) {
-            bad(
-                "node.api_port",
-                "5353 is the mDNS port".into(),
-                "choose another control API port".into(),
-            );
-        }
-    }
+}
 
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let Some(plan) = plan else {
-        return Err(problems);
-    };
-
+/// What `check` warns about but accepts: capacity below `expected_participants`, a sub that
+/// cannot find main.
+fn warnings(c: &Config, plan: &PortPlan) -> Vec<String> {
+    let mut warnings = Vec::new();
     let expected = c.livekit.expected_participants;
     if expected > 0 {
-        match capacity(c.livekit.port_mode, &plan) {
+        match capacity(c.livekit.port_mode, plan) {
             Some(cap) if cap < expected => warnings.push(format!(
                 "capacity: livekit.port_mode = \"range\" gives {} UDP ports ({}-{}), about {cap} participants at two ports each, below livekit.expected_participants = {expected}; use port_mode = \"mux\" (same ports, not port-bound) or widen the range",
                 plan.udp_span(),
@@ -371,26 +433,7 @@ pub fn resolve(
             "cluster: this sub has no cluster.main_url (MAIN_NODE_URL) and mDNS is off: it cannot find main".into(),
         );
     }
-
-    let runtime_dir = runtime_directory
-        .and_then(|s| s.split(':').next())
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/airclass").join(instance));
-
-    Ok((
-        NodeConfig {
-            instance: instance.to_string(),
-            name,
-            mode: c.node.mode,
-            ports: plan,
-            config: c,
-            layered,
-            runtime_dir,
-            redis,
-        },
-        warnings,
-    ))
+    warnings
 }
 
 /// What is wrong with one `livekit.stun_servers` entry (LiveKit prefixes `stun:` itself).

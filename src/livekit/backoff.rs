@@ -1,9 +1,13 @@
-//! Restart schedule (pure): capped exponential backoff with jitter, and a restart budget.
+//! Restart schedule (pure): capped exponential backoff with jitter, a restart budget, and
+//! [`Restarts`], which combines them the way the supervisor uses them.
 //!
-//! Jitter is a parameter (`0.0..=1.0`) so the schedule is deterministic in tests.
+//! Jitter and time are parameters (`0.0..=1.0`; `now` on the one clock, `crate::clock`) so the
+//! schedule is deterministic in tests, which run it in paused time.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// Capped exponential backoff: `min(cap, base·2ⁿ)`, then "equal jitter" (half fixed, half random).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +77,61 @@ impl RestartBudget {
     }
 }
 
+/// The supervisor's restart bookkeeping: the attempt counter of the backoff schedule (reset
+/// once a child stayed up for `policy.reset_after`) and the budget.
+#[derive(Debug, Clone)]
+pub struct Restarts {
+    policy: BackoffPolicy,
+    budget: RestartBudget,
+    attempt: u32,
+    ready_since: Instant,
+}
+
+impl Restarts {
+    /// A child became ready at `ready_at`; at most `max` restarts within `window`.
+    pub fn new(policy: BackoffPolicy, max: u32, window: Duration, ready_at: Instant) -> Self {
+        Self {
+            policy,
+            budget: RestartBudget::new(max, window),
+            attempt: 0,
+            ready_since: ready_at,
+        }
+    }
+
+    /// A ready child failed at `now`: if it had been up for `reset_after`, the schedule starts
+    /// again from its shortest delay.
+    pub fn child_failed(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.ready_since) >= self.policy.reset_after {
+            self.attempt = 0;
+        }
+    }
+
+    /// Spend one restart at `now`: the delay before it (`jitter()` in `0.0..=1.0`, drawn only
+    /// when a restart is allowed), or `None` when the budget is exhausted.
+    pub fn next_delay(&mut self, now: Instant, jitter: impl FnOnce() -> f64) -> Option<Duration> {
+        if !self.budget.try_spend(now) {
+            return None;
+        }
+        let d = self.policy.delay(self.attempt, jitter());
+        self.attempt = self.attempt.saturating_add(1);
+        Some(d)
+    }
+
+    /// A restarted child became ready at `now`.
+    pub fn ready(&mut self, now: Instant) {
+        self.ready_since = now;
+    }
+
+    /// Restarts inside the budget window right now.
+    pub fn used(&self) -> usize {
+        self.budget.used()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::{advance, pause};
 
     #[test]
     fn schedule_doubles_and_caps() {
@@ -104,8 +160,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn budget_refuses_then_recovers() {
+    #[tokio::test(start_paused = true)]
+    async fn budget_refuses_then_recovers() {
         let t0 = Instant::now();
         let mut b = RestartBudget::new(3, Duration::from_secs(600));
         assert!(b.try_spend(t0));
@@ -114,5 +170,81 @@ mod tests {
         assert!(!b.try_spend(t0 + Duration::from_secs(3)));
         assert_eq!(b.used(), 3);
         assert!(b.try_spend(t0 + Duration::from_secs(601)));
+    }
+
+    /// Paused time: a crash loop with the default policy (500 ms base, 30 s cap, budget 5 per
+    /// 10 minutes) sleeps the exact schedule, runs out of budget, and gets it back 10 minutes
+    /// after the first restart; a child that stays up 60 s starts the schedule again.
+    #[tokio::test]
+    async fn crash_loop_schedule_budget_and_reset_in_paused_time() {
+        pause();
+        let window = Duration::from_secs(600);
+        let t0 = Instant::now();
+        let mut r = Restarts::new(BackoffPolicy::default(), 5, window, t0);
+        let mut slept = Vec::new();
+        // every restarted child crashes 100 ms after it became ready
+        loop {
+            r.child_failed(Instant::now());
+            let Some(d) = r.next_delay(Instant::now(), || 1.0) else {
+                break;
+            };
+            tokio::time::sleep(d).await;
+            slept.push(d.as_millis());
+            r.ready(Instant::now());
+            advance(Duration::from_millis(100)).await;
+        }
+        assert_eq!(slept, vec![500, 1000, 2000, 4000, 8000]);
+        assert_eq!(r.used(), 5);
+        // 15.5 s of backoff + 0.5 s of uptime have passed on the paused clock (tokio's timer
+        // rounds each sleep up to its next millisecond), nothing more
+        let took = Instant::now() - t0;
+        assert!(
+            took >= Duration::from_secs(16) && took < Duration::from_millis(16_010),
+            "{took:?}"
+        );
+        // the first restart (at 0 s) leaves the window at 600 s: one restart is allowed again
+        advance(window - Duration::from_millis(16_000)).await;
+        assert_eq!(
+            r.next_delay(Instant::now(), || 1.0),
+            Some(Duration::from_secs(16))
+        );
+        assert_eq!(
+            r.next_delay(Instant::now(), || 1.0),
+            None,
+            "the second is still inside"
+        );
+        // a child that stays up reset_after (60 s) starts again at the shortest delay
+        r.ready(Instant::now());
+        advance(Duration::from_secs(60)).await;
+        r.child_failed(Instant::now());
+        advance(window).await;
+        assert_eq!(
+            r.next_delay(Instant::now(), || 0.0),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_is_only_drawn_for_an_allowed_restart() {
+        let mut r = Restarts::new(
+            BackoffPolicy::default(),
+            1,
+            Duration::from_secs(600),
+            Instant::now(),
+        );
+        let mut draws = 0;
+        assert!(r
+            .next_delay(Instant::now(), || {
+                draws += 1;
+                0.5
+            })
+            .is_some());
+        assert!(r
+            .next_delay(Instant::now(), || {
+                draws += 1;
+                0.5
+            })
+            .is_none());
+        assert_eq!(draws, 1);
     }
 }

@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use crate::config::{RedisTarget, Secret};
-
 /// One probe's raw result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -54,76 +52,6 @@ pub fn classify(probe: &Probe, redis_up: Option<bool>) -> Verdict {
     }
 }
 
-/// PINGs the cluster's Redis (the same one LiveKit uses).
-#[derive(Clone)]
-pub struct RedisProbe {
-    client: redis::Client,
-    address: String,
-}
-
-impl std::fmt::Debug for RedisProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisProbe")
-            .field("address", &self.address)
-            .finish()
-    }
-}
-
-impl RedisProbe {
-    pub fn new(target: &RedisTarget, password: Option<&Secret>) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(redis_url(target, password))?;
-        Ok(Self {
-            client,
-            address: target.address.clone(),
-        })
-    }
-
-    /// The address, for messages (never the password).
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
-    /// True when PING answers within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
-        let fut = async {
-            let mut con = self
-                .client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| e.to_string())?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut con)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-        }
-    }
-}
-
-/// Build a `redis://` URL for the client library (the password never leaves this process).
-pub fn redis_url(target: &RedisTarget, password: Option<&Secret>) -> String {
-    let scheme = if target.tls { "rediss" } else { "redis" };
-    let mut u = match url::Url::parse(&format!("{scheme}://{}/{}", target.address, target.db)) {
-        Ok(u) => u,
-        Err(_) => return format!("{scheme}://{}/{}", target.address, target.db),
-    };
-    if let Some(user) = &target.username {
-        let _ = u.set_username(user);
-    }
-    if let Some(p) = password {
-        let _ = u.set_password(Some(p.expose()));
-    }
-    u.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,18 +79,5 @@ mod tests {
             classify(&Probe::Down("refused".into()), None),
             Verdict::Failing(_)
         ));
-    }
-
-    #[test]
-    fn url_with_password_is_encoded() {
-        let t = RedisTarget {
-            address: "127.0.0.1:6380".into(),
-            username: None,
-            db: 1,
-            tls: false,
-        };
-        let u = redis_url(&t, Some(&Secret::new("p@ss/word")));
-        assert_eq!(u, "redis://:p%40ss%2Fword@127.0.0.1:6380/1");
-        assert_eq!(redis_url(&t, None), "redis://127.0.0.1:6380/1");
     }
 }

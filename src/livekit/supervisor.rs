@@ -6,11 +6,14 @@
 //! and repeated failed probes are restarted with capped exponential backoff and jitter, within
 //! a restart budget. Stop is SIGTERM → drain budget → second SIGTERM → short grace → SIGKILL:
 //! LiveKit's own drain has no deadline, ours does. State is published on a `watch` channel
-//! read by the API, the watchdog and `STATUS=`.
+//! read by the API, the watchdog and `STATUS=`; the loop also shows it is alive there
+//! (`checked_at`) at least every [`BEAT`], including while it legitimately waits (the readiness
+//! poll, the backoff sleep), which is what the daemon's watchdog gate reads.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
@@ -20,9 +23,11 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::backoff::{BackoffPolicy, RestartBudget};
-use super::health::{self, Probe, RedisProbe, Verdict};
+use super::backoff::{BackoffPolicy, Restarts};
+use super::health::{self, Probe, Verdict};
 use super::output::{self, OutputTail};
+use crate::clock::{self, Instant};
+use crate::redis_conn::RedisConn;
 use crate::systemd::Notifier;
 
 /// Environment variables the child must not inherit (LiveKit treats even an empty one as set).
@@ -84,7 +89,8 @@ pub struct LivekitStatus {
     pub failed_probes: u32,
     /// Human-readable detail (last verdict, exit status, …).
     pub detail: String,
-    /// When the supervisor loop last did its work (probe or state change): liveness for the watchdog.
+    /// When the supervisor loop last showed it is alive (a state change, a probe, or a beat of
+    /// the readiness poll or the backoff sleep, at least every [`BEAT`]): the watchdog's gate.
     #[serde(skip)]
     pub checked_at: Instant,
 }
@@ -97,7 +103,7 @@ impl LivekitStatus {
             restarts: 0,
             failed_probes: 0,
             detail: "not started".into(),
-            checked_at: Instant::now(),
+            checked_at: clock::now(),
         }
     }
 
@@ -123,7 +129,7 @@ pub struct SupervisorConfig {
     /// Require the `starting LiveKit server` line (only visible at log level info or debug).
     pub require_ready_line: bool,
     /// Clustered nodes: PING Redis to tell "degraded" from "failing" on a 406.
-    pub redis: Option<RedisProbe>,
+    pub redis: Option<RedisConn>,
 }
 
 /// Why the supervisor ended with an error.
@@ -150,6 +156,10 @@ pub enum SupervisorError {
     },
 }
 
+/// How often the supervisor shows it is alive while it legitimately waits (readiness poll,
+/// backoff sleep): well inside the watchdog's staleness limit (3 probe periods + 5 s).
+pub const BEAT: Duration = Duration::from_secs(1);
+
 /// The supervisor; [`Supervisor::run`] owns the child until cancelled.
 pub struct Supervisor {
     cfg: SupervisorConfig,
@@ -160,27 +170,33 @@ pub struct Supervisor {
     jitter: Box<dyn FnMut() -> f64 + Send + Sync>,
 }
 
-/// How a wait for readiness ended.
+/// How a start ended.
 enum StartOutcome {
     Ready(Child, OutputTail),
     Failed(SupervisorError),
     Cancelled,
 }
 
+/// How the readiness poll ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready(Duration),
+    Exited(Option<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
 impl Supervisor {
-    /// `jitter` yields values in `0.0..=1.0` (a parameter so tests are deterministic).
+    /// `jitter` yields values in `0.0..=1.0` (a parameter so tests are deterministic); `http`
+    /// probes LiveKit (build it without a connection pool: the child restarts on one port).
     pub fn new(
         cfg: SupervisorConfig,
         notifier: Notifier,
         tracker: TaskTracker,
         jitter: Box<dyn FnMut() -> f64 + Send + Sync>,
+        http: reqwest::Client,
     ) -> (Self, watch::Receiver<LivekitStatus>) {
         let (tx, rx) = watch::channel(LivekitStatus::new());
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap_or_default();
         (
             Self {
                 cfg,
@@ -194,113 +210,137 @@ impl Supervisor {
         )
     }
 
+    /// Change the published status (wakes every reader) and show the loop is alive.
     fn set(&self, f: impl FnOnce(&mut LivekitStatus)) {
         self.status.send_modify(|s| {
             f(s);
-            s.checked_at = Instant::now();
+            s.checked_at = clock::now();
         });
     }
 
-    /// Run until `cancel`: first start (result reported on `first_ready`), then supervise.
+    /// Show the loop is alive without a state change (wakes no reader).
+    fn touch(&self) {
+        self.status.send_if_modified(|s| {
+            s.checked_at = clock::now();
+            false
+        });
+    }
+
+    fn stopped(&self) {
+        self.set(|s| {
+            s.state = LivekitState::Stopped;
+            s.pid = None;
+            s.detail = "stopped".into();
+        });
+    }
+
+    /// Publish `Failed` with the error and hand it back.
+    fn fail(&self, e: SupervisorError) -> SupervisorError {
+        self.set(|s| {
+            s.state = LivekitState::Failed;
+            s.pid = None;
+            s.detail = e.to_string();
+        });
+        e
+    }
+
+    /// Run until `cancel`: first start (its pid sent on `first_ready`; on failure the sender is
+    /// dropped and the error returned), then supervise: watch the child, restart it on failure.
     pub async fn run(
         mut self,
         cancel: CancellationToken,
-        first_ready: oneshot::Sender<Result<u32, String>>,
+        first_ready: oneshot::Sender<u32>,
     ) -> Result<(), SupervisorError> {
-        let mut budget = RestartBudget::new(self.cfg.restart_budget, self.cfg.budget_window);
         let (mut child, mut tail) = match self.start(&cancel, true).await {
             StartOutcome::Ready(c, t) => (c, t),
-            StartOutcome::Failed(e) => {
-                self.set(|s| {
-                    s.state = LivekitState::Failed;
-                    s.detail = e.to_string();
-                    s.pid = None;
-                });
-                let _ = first_ready.send(Err(e.to_string()));
-                return Err(e);
-            }
+            StartOutcome::Failed(e) => return Err(self.fail(e)),
             StartOutcome::Cancelled => {
-                let _ = first_ready.send(Err("cancelled during start".into()));
+                self.stopped();
                 return Ok(());
             }
         };
-        let _ = first_ready.send(Ok(child.id().unwrap_or(0)));
-        let mut attempt: u32 = 0;
-        let mut ready_since = Instant::now();
-
+        let _ = first_ready.send(child.id().unwrap_or(0));
+        let cfg = &self.cfg;
+        let mut restarts = Restarts::new(
+            cfg.backoff,
+            cfg.restart_budget,
+            cfg.budget_window,
+            clock::now(),
+        );
         loop {
-            let reason = self.watch_child(&mut child, &cancel).await;
-            let reason = match reason {
-                None => {
-                    self.stop_child(&mut child, self.cfg.drain_timeout).await;
-                    self.set(|s| {
-                        s.state = LivekitState::Stopped;
-                        s.pid = None;
-                        s.detail = "stopped".into();
-                    });
-                    return Ok(());
-                }
-                Some(r) => r,
+            let Some(reason) = self.watch_child(&mut child, &cancel).await else {
+                self.stop_child(&mut child, self.cfg.drain_timeout).await;
+                self.stopped();
+                return Ok(());
             };
             tracing::error!(reason = %reason, output = %tail.summary(5), "LiveKit failed; restarting it");
-            if ready_since.elapsed() >= self.cfg.backoff.reset_after {
-                attempt = 0;
+            restarts.child_failed(clock::now());
+            match self.restart(&mut restarts, reason, &cancel).await? {
+                Some((c, t)) => (child, tail) = (c, t),
+                None => {
+                    self.stopped();
+                    return Ok(());
+                }
             }
-            // Restart loop: backoff, spawn, wait for ready; repeat while starts fail.
-            let mut last = reason;
-            loop {
-                if !budget.try_spend(Instant::now()) {
-                    let e = SupervisorError::BudgetExhausted {
-                        restarts: budget.used(),
-                        window: self.cfg.budget_window,
-                        last: last.clone(),
-                    };
-                    self.set(|s| {
-                        s.state = LivekitState::Failed;
-                        s.pid = None;
-                        s.detail = e.to_string();
-                    });
-                    return Err(e);
+        }
+    }
+
+    /// Backoff, spawn, wait for ready; repeat while starts fail. `None` when cancelled; the
+    /// error once the restart budget is exhausted.
+    async fn restart(
+        &mut self,
+        restarts: &mut Restarts,
+        mut last: String,
+        cancel: &CancellationToken,
+    ) -> Result<Option<(Child, OutputTail)>, SupervisorError> {
+        loop {
+            let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
+                return Err(self.fail(SupervisorError::BudgetExhausted {
+                    restarts: restarts.used(),
+                    window: self.cfg.budget_window,
+                    last,
+                }));
+            };
+            self.set(|s| {
+                s.state = LivekitState::Backoff;
+                s.pid = None;
+                s.restarts += 1;
+                s.detail = format!("restart in {delay:?} after: {last}");
+            });
+            if !self.backoff_sleep(delay, cancel).await {
+                return Ok(None);
+            }
+            match self.start(cancel, false).await {
+                StartOutcome::Ready(child, tail) => {
+                    restarts.ready(clock::now());
+                    tracing::info!(
+                        pid = child.id().unwrap_or(0),
+                        restarts = self.status.borrow().restarts,
+                        "LiveKit is ready again"
+                    );
+                    return Ok(Some((child, tail)));
                 }
-                let delay = self.cfg.backoff.delay(attempt, (self.jitter)());
-                attempt = attempt.saturating_add(1);
-                self.set(|s| {
-                    s.state = LivekitState::Backoff;
-                    s.pid = None;
-                    s.restarts += 1;
-                    s.detail = format!("restart in {delay:?} after: {last}");
-                });
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        self.set(|s| { s.state = LivekitState::Stopped; s.detail = "stopped".into(); });
-                        return Ok(());
-                    }
-                    _ = tokio::time::sleep(delay) => {}
+                StartOutcome::Failed(e) => {
+                    tracing::error!(error = %e, "LiveKit restart failed");
+                    last = e.to_string();
                 }
-                match self.start(&cancel, false).await {
-                    StartOutcome::Ready(c, t) => {
-                        child = c;
-                        tail = t;
-                        ready_since = Instant::now();
-                        tracing::info!(
-                            pid = child.id().unwrap_or(0),
-                            restarts = self.status.borrow().restarts,
-                            "LiveKit is ready again"
-                        );
-                        break;
-                    }
-                    StartOutcome::Failed(e) => {
-                        tracing::error!(error = %e, "LiveKit restart failed");
-                        last = e.to_string();
-                    }
-                    StartOutcome::Cancelled => {
-                        self.set(|s| {
-                            s.state = LivekitState::Stopped;
-                            s.detail = "stopped".into();
-                        });
-                        return Ok(());
-                    }
-                }
+                StartOutcome::Cancelled => return Ok(None),
+            }
+        }
+    }
+
+    /// The backoff sleep, showing the loop is alive every [`BEAT`]. False when cancelled.
+    pub(crate) async fn backoff_sleep(&self, delay: Duration, cancel: &CancellationToken) -> bool {
+        let until = clock::now() + delay;
+        loop {
+            self.touch();
+            let left = until.saturating_duration_since(clock::now());
+            if left.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(left.min(BEAT)) => {}
             }
         }
     }
@@ -347,41 +387,16 @@ impl Supervisor {
             s.failed_probes = 0;
             s.detail = "waiting for GET / to answer 200".into();
         });
-        let started = Instant::now();
-        let deadline = started + self.cfg.ready_timeout;
-        let mut last_extend = Instant::now() - Duration::from_secs(60);
-        loop {
-            // poll fast at first (LiveKit is usually ready within ~100 ms), then every 50 ms
-            let poll = if started.elapsed() < Duration::from_secs(1) {
-                Duration::from_millis(5)
-            } else {
-                Duration::from_millis(50)
-            };
-            if first && last_extend.elapsed() >= Duration::from_secs(2) {
-                // tell systemd we are still making progress while LiveKit is slow to start
-                self.notifier.extend_timeout(Duration::from_secs(10));
-                last_extend = Instant::now();
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => {
-                    self.stop_child(&mut child, Duration::from_secs(2)).await;
-                    return StartOutcome::Cancelled;
-                }
-                status = child.wait() => {
-                    // let the readers drain the last lines (LiveKit's reason is on stdout)
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    return StartOutcome::Failed(SupervisorError::ExitedBeforeReady {
-                        status: describe_exit(status.ok()),
-                        output: tail_or_nothing(&tail),
-                    });
-                }
-                _ = tokio::time::sleep(poll) => {}
-            }
-            let timeout = self.cfg.health_interval.min(Duration::from_secs(1));
-            if health::probe(&self.http, self.cfg.livekit_port, timeout).await == Probe::Ok
-                && (!self.cfg.require_ready_line || tail.ready_line_seen())
-            {
-                let took = started.elapsed();
+        let (port, require_line) = (self.cfg.livekit_port, self.cfg.require_ready_line);
+        let timeout = self.cfg.health_interval.min(Duration::from_secs(1));
+        let http = self.http.clone();
+        let ready = || async {
+            health::probe(&http, port, timeout).await == Probe::Ok
+                && (!require_line || tail.ready_line_seen())
+        };
+        let readiness = self.wait_ready(child.wait(), ready, cancel, first).await;
+        match readiness {
+            Readiness::Ready(took) => {
                 self.set(|s| {
                     s.state = LivekitState::Ready;
                     s.detail = format!("ready in {} ms", took.as_millis());
@@ -391,15 +406,72 @@ impl Supervisor {
                     ready_ms = took.as_millis() as u64,
                     "LiveKit is ready (GET / answered 200)"
                 );
-                return StartOutcome::Ready(child, tail);
+                StartOutcome::Ready(child, tail)
             }
-            if Instant::now() >= deadline {
+            Readiness::Exited(status) => {
+                // let the readers drain the last lines (LiveKit's reason is on stdout)
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                StartOutcome::Failed(SupervisorError::ExitedBeforeReady {
+                    status: describe_exit(status),
+                    output: tail_or_nothing(&tail),
+                })
+            }
+            Readiness::TimedOut => {
                 self.stop_child(&mut child, Duration::from_secs(2)).await;
-                return StartOutcome::Failed(SupervisorError::NotReady {
+                StartOutcome::Failed(SupervisorError::NotReady {
                     timeout: self.cfg.ready_timeout,
                     port: self.cfg.livekit_port,
                     output: tail_or_nothing(&tail),
-                });
+                })
+            }
+            Readiness::Cancelled => {
+                self.stop_child(&mut child, Duration::from_secs(2)).await;
+                StartOutcome::Cancelled
+            }
+        }
+    }
+
+    /// The readiness poll: `ready()` every 5 ms for the first second (LiveKit is usually ready
+    /// within ~100 ms), then every 50 ms, until it says yes, `exited` resolves, the ready timeout
+    /// passes or `cancel`. Each round shows the loop is alive; on the first start it also tells
+    /// systemd every 2 s that startup is progressing (EXTEND_TIMEOUT_USEC).
+    pub(crate) async fn wait_ready<E, R, F>(
+        &self,
+        exited: E,
+        mut ready: R,
+        cancel: &CancellationToken,
+        first: bool,
+    ) -> Readiness
+    where
+        E: Future<Output = std::io::Result<ExitStatus>>,
+        R: FnMut() -> F,
+        F: Future<Output = bool>,
+    {
+        let started = clock::now();
+        let deadline = started + self.cfg.ready_timeout;
+        let mut last_extend: Option<Instant> = None;
+        tokio::pin!(exited);
+        loop {
+            let poll = if started.elapsed() < Duration::from_secs(1) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
+            if first && last_extend.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                self.notifier.extend_timeout(Duration::from_secs(10));
+                last_extend = Some(clock::now());
+            }
+            self.touch();
+            tokio::select! {
+                _ = cancel.cancelled() => return Readiness::Cancelled,
+                status = &mut exited => return Readiness::Exited(status.ok()),
+                _ = tokio::time::sleep(poll) => {}
+            }
+            if ready().await {
+                return Readiness::Ready(started.elapsed());
+            }
+            if clock::now() >= deadline {
+                return Readiness::TimedOut;
             }
         }
     }
@@ -431,7 +503,7 @@ impl Supervisor {
                 (Probe::NotReady(_), Some(r)) => {
                     let up = r.ping(Duration::from_millis(500)).await.is_ok();
                     if !up {
-                        redis_last_down = Some(Instant::now());
+                        redis_last_down = Some(clock::now());
                     }
                     let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
                     Some(up && !recovering)
@@ -489,7 +561,7 @@ impl Supervisor {
             s.detail = format!("stopping (drain budget {drain:?})");
         });
         let pid = Pid::from_raw(pid as i32);
-        let t0 = Instant::now();
+        let t0 = clock::now();
         let _ = signal::kill(pid, Signal::SIGTERM);
         tracing::info!(
             pid = pid.as_raw(),

@@ -8,22 +8,14 @@ use airclass_node::cluster::placement;
 use livekit_api::access_token::TokenVerifier;
 use serde_json::json;
 
-use crate::support::*;
+use crate::roles::*;
 
 const HB: Duration = Duration::from_secs(1);
 
 async fn cluster_of_three() -> (MainServer, Sub, Sub) {
     let m = MainServer::start(HB, None).await;
-    let a = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
-    let b = Sub::start(
-        sub_settings("node-2", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
+    let a = Sub::of(&m, "node-1", stats(0.1, &[]));
+    let b = Sub::of(&m, "node-2", stats(0.1, &[]));
     wait_until(Duration::from_secs(5), || async {
         a.handle.registered() && b.handle.registered()
     })
@@ -49,7 +41,7 @@ async fn placement_is_consistent_spread_and_matches_rendezvous() {
     let (m, a, b) = cluster_of_three().await;
     let nodes = ["main", "node-1", "node-2"];
     let mut per_node = BTreeMap::new();
-    let t0 = std::time::Instant::now();
+    let t0 = airclass_node::clock::now();
     for i in 0..60 {
         let room = format!("room-{i}");
         let first = place(&m, &room, "student").await;
@@ -72,7 +64,7 @@ async fn placement_is_consistent_spread_and_matches_rendezvous() {
         );
         *per_node.entry(want).or_insert(0) += 1;
     }
-    crate::harness::figure(
+    figure(
         "join round trip, sequential (µs/join)",
         t0.elapsed().as_micros() / 120,
     );
@@ -146,7 +138,7 @@ async fn tokens_verify_and_carry_the_role_grants() {
     );
     assert!(!claims.video.room_admin && !claims.video.room_create);
     assert_eq!(claims.exp as u64, t["expires_at"].as_u64().unwrap());
-    let ttl = t["expires_at"].as_u64().unwrap() - airclass_node::cluster::main_role::unix_now();
+    let ttl = t["expires_at"].as_u64().unwrap() - airclass_node::clock::unix_now();
     assert!((6 * 3600 - 5..=6 * 3600).contains(&ttl), "{ttl}");
 
     let (_, s) = join(

@@ -1,13 +1,14 @@
 //! A main and subs talking over loopback HTTP: registration, heartbeat statistics, expiry,
 //! graceful leave, main restart, wrong secret, duplicate names.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use airclass_node::cluster::auth::ClusterSecret;
 use airclass_node::cluster::protocol::NodeView;
 
-use crate::harness::figure;
-use crate::support::*;
+use crate::roles::*;
 
 const HB: Duration = Duration::from_secs(1);
 
@@ -21,11 +22,7 @@ async fn nodes(m: &MainServer) -> Vec<NodeView> {
 async fn sub_registers_and_its_heartbeat_stats_show_in_nodes() {
     let m = MainServer::start(HB, None).await;
     let t0 = Instant::now();
-    let sub = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.2, &["physics-101"]),
-        None,
-    );
+    let sub = Sub::of(&m, "node-1", stats(0.2, &["physics-101"]));
     let took = wait_until(Duration::from_secs(5), || async {
         m.state_of("node-1").as_deref() == Some("alive")
     })
@@ -79,16 +76,8 @@ async fn sub_registers_and_its_heartbeat_stats_show_in_nodes() {
 #[tokio::test]
 async fn killed_sub_goes_suspect_then_dead_and_leave_is_immediate() {
     let m = MainServer::start(HB, None).await;
-    let a = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
-    let b = Sub::start(
-        sub_settings("node-2", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
+    let a = Sub::of(&m, "node-1", stats(0.1, &[]));
+    let b = Sub::of(&m, "node-2", stats(0.1, &[]));
     for n in ["node-1", "node-2"] {
         wait_until(Duration::from_secs(5), || async {
             m.state_of(n).as_deref() == Some("alive")
@@ -141,11 +130,7 @@ async fn killed_sub_goes_suspect_then_dead_and_leave_is_immediate() {
 #[tokio::test]
 async fn main_restart_sub_reregisters_within_one_heartbeat() {
     let m = MainServer::start(HB, None).await;
-    let sub = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &["room-a"]),
-        None,
-    );
+    let sub = Sub::of(&m, "node-1", stats(0.1, &["room-a"]));
     wait_until(Duration::from_secs(5), || async {
         m.state_of("node-1").as_deref() == Some("alive")
     })
@@ -208,21 +193,13 @@ async fn wrong_secret_is_refused_and_the_sub_says_why() {
 #[tokio::test]
 async fn duplicate_name_with_another_identity_is_refused_until_the_holder_dies() {
     let m = MainServer::start(HB, None).await;
-    let first = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
+    let first = Sub::of(&m, "node-1", stats(0.1, &[]));
     wait_until(Duration::from_secs(5), || async {
         first.handle.registered()
     })
     .await
     .unwrap();
-    let second = Sub::start(
-        sub_settings("node-1", Some(m.url.clone()), HB),
-        stats(0.1, &[]),
-        None,
-    );
+    let second = Sub::of(&m, "node-1", stats(0.1, &[]));
     wait_until(Duration::from_secs(5), || async {
         second.status_text().contains("name_taken")
     })

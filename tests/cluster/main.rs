@@ -1,16 +1,22 @@
-//! Cluster tests: main and subs over loopback HTTP (in-process and as real daemon processes with
-//! the LiveKit stand-in), a real `redis-server` on a free port, discovery in memory and, when a
-//! private network namespace is available, over real mDNS.
+//! Cluster tests, in tiers (module names are what the test filters select on):
+//! - in-process roles over loopback HTTP, discovery in memory: `live`, `joins`, `refusals`,
+//!   `discovery`; with a real `redis-server`: `redis_store`;
+//! - in-process daemons (`daemon::run`, stand-in LiveKit children) with links that are cut and
+//!   healed: `partition`;
+//! - daemon processes: `process`;
+//! - real mDNS inside a private network namespace (root): `netns`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
-#[allow(dead_code)]
-#[path = "../integration/harness.rs"]
-mod harness;
+#[path = "../support/mod.rs"]
+mod support;
 
-mod daemons;
 mod discovery;
 mod joins;
 mod live;
+mod netns;
+mod partition;
+mod process;
 mod redis_store;
 mod refusals;
-mod support;
+mod roles;

@@ -1,45 +1,36 @@
-//! Redis: the cluster-id marker (claimed once, refused for another cluster — the daemon exits
-//! 78), and LiveKit's `room_node_map` keeping a live room on its node.
+//! Redis: the cluster-id marker (claimed once, refused for another cluster; that the daemon
+//! then exits 78 is in `process`), and LiveKit's `room_node_map` keeping a live room on its node.
 
 use std::time::Duration;
 
+use airclass_node::cluster::claim_redis;
 use airclass_node::cluster::placement;
-use airclass_node::cluster::runtime::claim_redis;
 use airclass_node::cluster::store::{Claim, Store, StoreError, CLUSTER_ID_KEY};
 use airclass_node::config::RedisTarget;
-use airclass_node::livekit::health::RedisProbe;
+use airclass_node::redis_conn::RedisConn;
 use prost::Message;
 use serde_json::json;
 
-use crate::harness::{Daemon, NodeDir, Redis};
-use crate::support::*;
+use crate::roles::*;
+use crate::support::redis::Redis;
 
-fn redis_or_skip() -> Option<Redis> {
-    let r = Redis::start();
-    if r.is_none() {
-        println!("SKIPPED: redis-server is not installed (apt-get install -y redis-server)");
-    }
-    r
-}
-
-fn probe(r: &Redis) -> RedisProbe {
+fn probe(r: &Redis) -> RedisConn {
     let t = RedisTarget {
         address: format!("127.0.0.1:{}", r.port),
         username: None,
         db: 0,
         tls: false,
     };
-    RedisProbe::new(&t, None).unwrap()
+    RedisConn::open(&t, None).unwrap()
 }
 
-async fn cmd<T: redis::FromRedisValue>(p: &RedisProbe, c: &redis::Cmd) -> T {
-    let mut con = p.client().get_multiplexed_async_connection().await.unwrap();
-    c.query_async(&mut con).await.unwrap()
+async fn cmd<T: redis::FromRedisValue>(p: &RedisConn, c: &redis::Cmd) -> T {
+    p.query(c, Duration::from_secs(3)).await.unwrap()
 }
 
 #[tokio::test]
 async fn marker_is_claimed_once_and_another_cluster_is_refused() {
-    let Some(r) = redis_or_skip() else { return };
+    let r = Redis::start();
     let p = probe(&r);
     let store = Store::new(p.clone());
     assert_eq!(
@@ -64,37 +55,8 @@ async fn marker_is_claimed_once_and_another_cluster_is_refused() {
 }
 
 #[tokio::test]
-async fn daemon_on_another_clusters_redis_exits_78() {
-    let Some(r) = redis_or_skip() else { return };
-    let p = probe(&r);
-    let _: () = cmd(
-        &p,
-        redis::cmd("SET").arg(CLUSTER_ID_KEY).arg("someone-else"),
-    )
-    .await;
-    let extra = format!(
-        "[redis]\nurl = \"{}\"\n[cluster]\nid = \"ours\"\nmdns = false\n",
-        r.url()
-    );
-    let node = NodeDir::with_mode("main", "main", &extra);
-    let mut d = Daemon::spawn(&node, &[]);
-    let code = d.wait_exit(Duration::from_secs(20));
-    let log = d.log_text();
-    assert_eq!(code, Some(78), "log:\n{log}");
-    assert!(
-        log.contains("belongs to cluster \\\"someone-else\\\"")
-            || log.contains("belongs to cluster \"someone-else\""),
-        "log:\n{log}"
-    );
-    // LiveKit was never started and the marker is untouched
-    assert!(!log.contains("LiveKit started"), "log:\n{log}");
-    let v: String = cmd(&p, redis::cmd("GET").arg(CLUSTER_ID_KEY)).await;
-    assert_eq!(v, "someone-else");
-}
-
-#[tokio::test]
 async fn livekit_room_node_map_keeps_a_live_room_on_its_node() {
-    let Some(r) = redis_or_skip() else { return };
+    let r = Redis::start();
     let p = probe(&r);
     let m = MainServer::start(Duration::from_secs(1), Some(Store::new(p.clone()))).await;
     // node-1's LiveKit is reachable at a distinct IP, so LiveKit's node record identifies it

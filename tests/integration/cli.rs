@@ -1,10 +1,11 @@
 //! The command line: `check`, `render`, `ports` exit codes and output.
 
-use crate::harness::*;
+use crate::support::node::NodeSpec;
+use crate::support::DAEMON;
 
 #[test]
 fn check_ok_and_exit_0() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -22,9 +23,9 @@ fn check_ok_and_exit_0() {
 
 #[test]
 fn check_reports_every_problem_and_exits_78() {
-    let node = NodeDir::standalone(
-        "[livekit]\nprot = 1\nlog_level = \"loud\"\n[node]\nmode = \"primary\"\n",
-    );
+    let node = NodeSpec::standalone("main")
+        .instance_toml("[livekit]\nprot = 1\nlog_level = \"loud\"\n[node]\nmode = \"primary\"\n")
+        .write();
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
@@ -36,7 +37,7 @@ fn check_reports_every_problem_and_exits_78() {
 
 #[test]
 fn missing_livekit_binary_is_a_config_error_naming_the_path() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let out = node
         .cmd(&["check", "--instance", "main"])
         .env("LIVEKIT_BINARY", "/nonexistent/livekit-server")
@@ -56,7 +57,7 @@ fn missing_livekit_binary_is_a_config_error_naming_the_path() {
 
 #[test]
 fn short_secret_refused_without_showing_it() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     std::fs::write(node.path().join("secrets/livekit-api-secret"), "tooshort\n").unwrap();
     let out = node.cmd(&["check", "--instance", "main"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -70,7 +71,9 @@ fn short_secret_refused_without_showing_it() {
 
 #[test]
 fn run_with_bad_config_exits_78_without_starting() {
-    let node = NodeDir::standalone("[node]\nbogus = true\n");
+    let node = NodeSpec::standalone("main")
+        .instance_toml("[node]\nbogus = true\n")
+        .write();
     let out = node.cmd(&["run", "--instance", "main"]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(!node.path().join("run/livekit.yaml").exists());
@@ -78,7 +81,7 @@ fn run_with_bad_config_exits_78_without_starting() {
 
 #[test]
 fn render_redacts_secrets() {
-    let node = NodeDir::with_mode("node-1", "sub", "");
+    let node = NodeSpec::sub("node-1").write();
     let out = node
         .cmd(&["render", "--instance", "node-1"])
         .output()

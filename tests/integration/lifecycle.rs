@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::daemon::{alive, status_field, Daemon};
+use crate::support::node::{NodeSpec, API_KEY, API_SECRET};
+use crate::support::{figure, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_only_after_livekit_answers_200() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn(&node, &[("STANDIN_START_DELAY_MS", "1500")]);
     let ready = d.wait_note("READY=1", Duration::from_secs(20)).await;
     let ready = ready.unwrap_or_else(|| panic!("no READY=1; log:\n{}", d.log_text()));
@@ -38,8 +40,9 @@ async fn ready_only_after_livekit_answers_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_cadence_and_status() {
-    let node = NodeDir::standalone("");
-    let mut d = Daemon::spawn_ready(&node, &[]).await;
+    let node = NodeSpec::standalone("main").write();
+    // systemd's WatchdogSec=400ms: a ping every 200 ms
+    let mut d = Daemon::spawn_ready(&node, &[("WATCHDOG_USEC", "400000")]).await;
     let ready_note = d
         .notes
         .iter()
@@ -52,7 +55,7 @@ async fn watchdog_cadence_and_status() {
         "{ready_note}"
     );
     assert!(ready_note.contains("healthy"), "{ready_note}");
-    let t0 = std::time::Instant::now();
+    let t0 = airclass_node::clock::now();
     d.collect_notes(Duration::from_secs(2)).await;
     let pings: Vec<_> = d
         .notes
@@ -73,7 +76,7 @@ async fn watchdog_cadence_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_stopping_drains_livekit_and_exits_0() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let lk = d.livekit_pid().await.unwrap();
     d.signal(Signal::SIGTERM);
@@ -98,7 +101,7 @@ async fn sigterm_sends_stopping_drains_livekit_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_exiting_0_at_start_fails_the_daemon_with_its_output() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn(&node, &[("STANDIN_EXIT0_AT_START", "1")]);
     let code = d.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(1), "{}", d.log_text());
@@ -114,7 +117,7 @@ async fn child_exiting_0_at_start_fails_the_daemon_with_its_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inherited_livekit_variables_are_scrubbed() {
     // each of these would break the real server (and the stand-in) if it leaked
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn(
         &node,
         &[
@@ -148,7 +151,7 @@ async fn inherited_livekit_variables_are_scrubbed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_child_has_no_capabilities() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let pid = d.livekit_pid().await.unwrap();
     for f in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
@@ -161,14 +164,10 @@ async fn livekit_child_has_no_capabilities() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_endpoint_lists_a_room_created_through_livekit() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let d = Daemon::spawn_ready(&node, &[]).await;
     let host = format!("http://127.0.0.1:{}", d.livekit_port);
-    let client = livekit_api::services::room::RoomClient::with_api_key(
-        &host,
-        "APItestkey1234",
-        "testsecret-0123456789abcdefghijklmnop",
-    );
+    let client = livekit_api::services::room::RoomClient::with_api_key(&host, API_KEY, API_SECRET);
     client
         .create_room("algebra-101", Default::default())
         .await
@@ -196,7 +195,7 @@ async fn rooms_endpoint_lists_a_room_created_through_livekit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_api_over_tls() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let (cert, key) = (node.path().join("api.crt"), node.path().join("api.key"));
     let ok = std::process::Command::new("openssl")
         .args([
@@ -226,10 +225,10 @@ async fn control_api_over_tls() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !ok {
-        println!("SKIPPED: openssl cannot make a test certificate");
-        return;
-    }
+    assert!(
+        ok,
+        "openssl cannot make a test certificate: install it with `apt-get install -y openssl`"
+    );
     std::fs::write(
         node.path().join("nodes/main.toml"),
         format!(
@@ -252,7 +251,7 @@ async fn control_api_over_tls() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     // plain HTTP is not served on the TLS port
-    let plain = reqwest::Client::new()
+    let plain = http()
         .get(format!("http://127.0.0.1:{}/healthz", node.api_port))
         .timeout(Duration::from_secs(2))
         .send()

@@ -1,11 +1,17 @@
-//! Integration tests: the real `airclass-node` binary with the LiveKit stand-in (a test double).
+//! Integration tests: the real `airclass-node` binary with the LiveKit stand-in (a test double),
+//! and the daemon in-process (`daemon::run` with a cancellation token).
 //!
-//! One test binary (modules below); each test gets its own temp dir, free ports and its own
-//! fake `NOTIFY_SOCKET`, so tests run in parallel.
+//! One test binary (modules below); each test gets its own temp dir, reserved ports and its own
+//! fake `NOTIFY_SOCKET` (`tests/support/`), so tests run in parallel. `inprocess::` tests spawn
+//! no daemon process (the fast tier, `scripts/check.sh`); the others do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod cli;
-mod harness;
+mod inprocess;
 mod lifecycle;
 mod supervision;

@@ -1,15 +1,20 @@
 //! Failures after ready: crash, hang, drain deadline, daemon death, Redis outage.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::*;
+use crate::support::daemon::{alive, Daemon};
+use crate::support::node::NodeSpec;
+use crate::support::redis::Redis;
+use crate::support::{figure, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_livekit_is_restarted() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
@@ -27,7 +32,12 @@ async fn kill_9_of_livekit_is_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_of_livekit_is_detected_and_restarted() {
-    let node = NodeDir::standalone("");
+    // a stopped child still accepts connections: 3 probes time out (200 ms each), then it is
+    // stopped within min(drain, 3 s) + 2 s and restarted
+    let node = NodeSpec::standalone("main")
+        .health_interval_ms(200)
+        .drain_timeout_secs(3)
+        .write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     let t0 = Instant::now();
@@ -47,18 +57,10 @@ async fn sigstop_of_livekit_is_detected_and_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_budget_then_sigkill() {
     // the stand-in ignores SIGTERM: the daemon must SIGKILL it after drain (3 s) + 2 s
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").drain_timeout_secs(3).write();
     let mut d = Daemon::spawn_ready(&node, &[("STANDIN_IGNORE_SIGTERM", "1")]).await;
     let lk = d.livekit_pid().await.unwrap();
-    let t0 = Instant::now();
-    d.signal(Signal::SIGTERM);
-    assert_eq!(
-        d.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        d.log_text()
-    );
-    let took = t0.elapsed();
+    let took = d.sigterm_and_exit_0(Duration::from_secs(20));
     assert!(!alive(lk), "LiveKit survived");
     let log = d.log_text();
     assert!(log.contains("second SIGTERM"), "{log}");
@@ -72,7 +74,7 @@ async fn drain_budget_then_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_daemon_leaves_no_livekit() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let lk = d.livekit_pid().await.unwrap();
     assert!(alive(lk));
@@ -87,19 +89,15 @@ async fn sigkill_of_daemon_leaves_no_livekit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_degraded_not_a_restart_storm() {
-    let Some(redis) = Redis::start() else {
-        println!("SKIPPED: redis-server is not installed");
-        return;
-    };
-    let node = NodeDir::with_mode(
-        "main",
-        "main",
-        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
-    );
-    let mut d = Daemon::spawn_ready(&node, &[]).await;
+    let mut redis = Redis::start();
+    let node = NodeSpec::main("main")
+        .redis(redis.url())
+        .health_interval_ms(200)
+        .write();
+    // systemd's WatchdogSec=400ms: a ping every 200 ms
+    let mut d = Daemon::spawn_ready(&node, &[("WATCHDOG_USEC", "400000")]).await;
     let pid = d.livekit_pid().await.unwrap();
-    let port = redis.port;
-    drop(redis); // Redis goes away: LiveKit answers 406 Not Ready
+    redis.stop(); // Redis goes away: LiveKit answers 406 Not Ready
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut state = String::new();
     while Instant::now() < deadline {
@@ -128,7 +126,7 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
     let (code, v) = d.get_json("/readyz").await;
     assert_eq!(code, 503, "{v}");
     // Redis back -> ready again, same process
-    let _redis = Redis::start_on(port).unwrap();
+    redis.resume();
     let back = d.wait_ready_pid(None, Duration::from_secs(15)).await;
     assert_eq!(back, Some(pid));
 }
@@ -136,7 +134,7 @@ async fn redis_outage_is_degraded_not_a_restart_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_exhausts_the_restart_budget_and_exits_1() {
     // every LiveKit crashes 300 ms after ready (exit 2, like a Go panic); budget 2 restarts
-    let node = NodeDir::standalone("[livekit]\nrestart_budget = 2\n");
+    let node = NodeSpec::standalone("main").restart_budget(2).write();
     let mut d = Daemon::spawn_ready(&node, &[("STANDIN_CRASH_AFTER_MS", "300")]).await;
     let t0 = Instant::now();
     let code = d.wait_exit(Duration::from_secs(30));
@@ -152,19 +150,15 @@ async fn crash_loop_exhausts_the_restart_budget_and_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_while_redis_is_up_is_restarted() {
-    let Some(redis) = Redis::start() else {
-        println!("SKIPPED: redis-server is not installed");
-        return;
-    };
-    let node = NodeDir::with_mode(
-        "main",
-        "main",
-        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
-    );
+    let redis = Redis::start();
+    let node = NodeSpec::main("main")
+        .redis(redis.url())
+        .health_interval_ms(200)
+        .write();
     let mut d = Daemon::spawn_ready(&node, &[]).await;
     let old = d.livekit_pid().await.unwrap();
     // the stand-in's test hook: answer 406 Not Ready although Redis is fine
-    let r = reqwest::Client::new()
+    let r = http()
         .post(format!(
             "http://127.0.0.1:{}/standin/health?stale=1",
             d.livekit_port
@@ -184,18 +178,10 @@ async fn not_ready_while_redis_is_up_is_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_participants_is_cut_by_the_second_sigterm() {
-    let node = NodeDir::standalone("");
+    let node = NodeSpec::standalone("main").drain_timeout_secs(3).write();
     let mut d = Daemon::spawn_ready(&node, &[("STANDIN_PARTICIPANTS", "algebra=2")]).await;
     let lk = d.livekit_pid().await.unwrap();
-    let t0 = Instant::now();
-    d.signal(Signal::SIGTERM);
-    assert_eq!(
-        d.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        d.log_text()
-    );
-    let took = t0.elapsed();
+    let took = d.sigterm_and_exit_0(Duration::from_secs(20));
     assert!(!alive(lk));
     let log = d.log_text();
     assert!(

@@ -1,4 +1,4 @@
-//! Main's answers to the application: `POST /api/rooms/{room}/join` (placement + a LiveKit access
+//! Main's answers to the application (and a standalone node's, for itself): `POST /api/rooms/{room}/join` (placement + a LiveKit access
 //! token) and the cluster-wide `GET /api/livekit/rooms`.
 //!
 //! Placement of a join, in order:
@@ -14,17 +14,22 @@
 //! `livekit-api` crate; grants come from `[grants.teacher]` / `[grants.student]`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use livekit_api::access_token::{AccessToken, VideoGrants};
 
-use super::main_role::{lock, now, Main, Refusal};
-use super::placement;
-use super::protocol::{validate_room_name, ErrorCode, JoinRequest, JoinResponse, Role, RoomView};
+use super::{Main, Refusal};
+use crate::app_token::parse_bearer;
+use crate::clock;
+use crate::cluster::placement;
+use crate::cluster::protocol::{
+    validate_room_name, ErrorCode, JoinRequest, JoinResponse, Role, RoomView,
+};
 use crate::livekit::rooms;
+use crate::sync::lock;
 
 const PATH: &str = "/api/rooms/{room}/join";
 
@@ -42,7 +47,7 @@ impl Main {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(super::auth::parse_bearer);
+            .and_then(parse_bearer);
         match (&self.app_token, bearer) {
             (Some(check), Some(token)) if check.check(token) => Ok(()),
             (None, _) => Err(self.refuse(
@@ -118,7 +123,7 @@ impl Main {
             .get(&choice.node)
             .map(|e| e.info.livekit_url.clone())
             .unwrap_or_default();
-        lock(&self.recent).insert(room.to_owned(), (choice.node.clone(), now()));
+        lock(&self.recent).insert(room.to_owned(), (choice.node.clone(), clock::now()));
         Ok((choice.node, url, choice.reason))
     }
 
@@ -147,11 +152,7 @@ impl Main {
                 code: ErrorCode::Busy,
                 message: format!("cannot sign the token: {e}"),
             })?;
-        let expires_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .saturating_add(s.token_ttl)
-            .as_secs();
+        let expires_at = clock::unix_now().saturating_add(s.token_ttl.as_secs());
         Ok((jwt, expires_at))
     }
 }

@@ -1,29 +1,31 @@
-//! In-process helpers: a main served on a loopback port, subs driven by fixed statistics, raw
-//! signed requests, polling.
+//! In-process roles: a main served on a loopback port (bound to port 0), subs driven by fixed
+//! statistics, raw signed requests, polling.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use airclass_node::clock::Instant;
+
+use airclass_node::app_token::{token_sha256_hex, AppTokenCheck};
+use airclass_node::clock::unix_now;
 use airclass_node::cluster::auth::{self, ClusterSecret};
 use airclass_node::cluster::discovery::DiscoveryEvent;
-use airclass_node::cluster::main_role::{unix_now, Main, MainSettings};
+use airclass_node::cluster::main::{spawn_ticker, Main, MainSettings};
+use airclass_node::cluster::node::StatsSource;
 use airclass_node::cluster::protocol::{
     LivekitHealth, NodeInfo, NodeMode, NodeStats, PortRange, PROTOCOL_VERSION,
 };
-use airclass_node::cluster::runtime::spawn_main_ticker;
 use airclass_node::cluster::store::Store;
-use airclass_node::cluster::sub_role::{StatsSource, SubHandle, SubSettings};
-use airclass_node::config::schema::GrantsSection;
+use airclass_node::cluster::sub::{SubHandle, SubSettings};
 use airclass_node::config::Secret;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub const SECRET: &str = "clustersecret-0123456789abcdefghijklm";
-pub const API_KEY: &str = "APItestkey1234";
-pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
-pub const APP_TOKEN: &str = "test-app-token-0123456789";
+pub use crate::support::node::{API_KEY, API_SECRET, APP_TOKEN, CLUSTER_SECRET as SECRET};
+pub use crate::support::{figure, http};
+
 pub const CLUSTER: &str = "airclass-test";
 
 pub fn init() {
@@ -74,19 +76,9 @@ pub fn info(name: &str, mode: NodeMode, api_url: &str, lk_port: u16) -> NodeInfo
 
 pub fn settings(heartbeat: Duration) -> MainSettings {
     MainSettings {
-        cluster_id: CLUSTER.into(),
-        main_name: "main".into(),
         heartbeat,
-        dead_after_missed: 3,
-        forget_after: Duration::from_secs(300),
-        sysload_limit: 0.7,
-        max_body_bytes: 64 * 1024,
-        max_skew_secs: 30,
-        grants: GrantsSection::default(),
-        api_key: API_KEY.into(),
-        api_secret: Secret::new(API_SECRET),
-        token_ttl: Duration::from_secs(6 * 3600),
         local_livekit_port: 1,
+        ..MainSettings::defaults(CLUSTER, "main", API_KEY, Secret::new(API_SECRET))
     }
 }
 
@@ -112,13 +104,19 @@ impl MainServer {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
-        let check = auth::AppTokenCheck::from_hex(&auth::token_sha256_hex(APP_TOKEN)).unwrap();
-        let main = Main::new(settings(heartbeat), Some(secret()), Some(check), store);
+        let check = AppTokenCheck::from_hex(&token_sha256_hex(APP_TOKEN)).unwrap();
+        let main = Main::new(
+            settings(heartbeat),
+            Some(secret()),
+            Some(check),
+            store,
+            http(),
+        );
         let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
         let info = info("main", NodeMode::Main, &url, 7880);
         main.register_self(info.clone(), stats(0.1, &[]));
         let cancel = CancellationToken::new();
-        spawn_main_ticker(
+        spawn_ticker(
             main.clone(),
             info,
             stats_source(stats_rx),
@@ -126,7 +124,7 @@ impl MainServer {
             &TaskTracker::new(),
             cancel.clone(),
         );
-        let app = main.routes();
+        let app: axum::Router = airclass_node::api::cluster_routes(&main);
         let serve = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -202,6 +200,7 @@ impl Sub {
             stats_source(stats_rx),
             browse,
             status_tx,
+            http(),
             &TaskTracker::new(),
             cancel.clone(),
         );
@@ -211,6 +210,12 @@ impl Sub {
             stats: stats_tx,
             cancel,
         }
+    }
+
+    /// A sub of `m` (its URL given, no discovery) heartbeating every `m`'s heartbeat.
+    pub fn of(m: &MainServer, name: &str, st: NodeStats) -> Self {
+        let heartbeat = m.main.settings().heartbeat;
+        Self::start(sub_settings(name, Some(m.url.clone()), heartbeat), st, None)
     }
 
     /// Stop without saying goodbye (a crash, as main sees it).
@@ -254,7 +259,7 @@ pub async fn post_signed(
         .map(str::to_owned)
         .unwrap_or_else(|| auth::new_nonce(&mut rand::thread_rng()));
     let sig = auth::sign(key, "POST", path, ts, &nonce, body);
-    let r = reqwest::Client::new()
+    let r = http()
         .post(format!("{base}{path}"))
         .header(auth::HEADER_NODE, node)
         .header(auth::HEADER_TIMESTAMP, ts.to_string())

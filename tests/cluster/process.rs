@@ -1,23 +1,32 @@
 //! Real daemon processes (with the LiveKit stand-in) and a real redis-server: a main and two
 //! subs form a cluster, joins are placed and verified, a killed sub is detected, a stopped sub
-//! leaves at once, a sub without main says so in its STATUS line.
+//! leaves at once, a sub without main says so in its STATUS line, a node on another cluster's
+//! Redis exits 78.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use airclass_node::clock::Instant;
 
 use livekit_api::access_token::TokenVerifier;
 use serde_json::json;
 
-use crate::harness::{figure, Daemon, NodeDir, Redis};
-use crate::support::{join, wait_until, API_KEY, API_SECRET, APP_TOKEN};
+use airclass_node::cluster::store::CLUSTER_ID_KEY;
+use airclass_node::config::RedisTarget;
+use airclass_node::redis_conn::RedisConn;
 
-fn cluster_toml(redis: &Redis, mode: &str, main_url: Option<&str>) -> String {
-    let main = main_url
-        .map(|u| format!("main_url = \"{u}\"\n"))
-        .unwrap_or_default();
-    format!(
-        "[node]\nmode = \"{mode}\"\n[redis]\nurl = \"{}\"\n[cluster]\nid = \"proc-test\"\nheartbeat_secs = 1\nmdns = false\ndiscovery_timeout_secs = 1\n{main}",
-        redis.url()
-    )
+use crate::roles::{figure, join, wait_until, API_KEY, API_SECRET, APP_TOKEN};
+use crate::support::daemon::Daemon;
+use crate::support::node::NodeSpec;
+use crate::support::redis::Redis;
+
+/// A node of cluster `proc-test` on `redis`: heartbeats every second, main given up on after
+/// 1 s of discovery, a 3 s drain budget.
+fn member(spec: NodeSpec, redis: &Redis) -> NodeSpec {
+    spec.redis(redis.url())
+        .cluster_id("proc-test")
+        .heartbeat_secs(1)
+        .discovery_timeout_secs(1)
+        .drain_timeout_secs(3)
 }
 
 async fn node_state(main: &Daemon, name: &str) -> Option<String> {
@@ -30,23 +39,13 @@ async fn node_state(main: &Daemon, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
-    let Some(redis) = Redis::start() else {
-        println!("SKIPPED: redis-server is not installed");
-        return;
-    };
-    let main_dir = NodeDir::with_mode("main", "main", &cluster_toml(&redis, "main", None));
-    let mut main = Daemon::spawn(&main_dir, &[]);
-    assert!(
-        main.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        main.log_text()
-    );
+    let redis = Redis::start();
+    let main_dir = member(NodeSpec::main("main"), &redis).write();
+    let mut main = Daemon::spawn_ready(&main_dir, &[]).await;
     let main_url = main.api.clone();
-    let subs_dirs: Vec<NodeDir> = ["node-1", "node-2"]
+    let subs_dirs: Vec<_> = ["node-1", "node-2"]
         .iter()
-        .map(|n| NodeDir::with_mode(n, "sub", &cluster_toml(&redis, "sub", Some(&main_url))))
+        .map(|n| member(NodeSpec::sub(n), &redis).main_url(&main_url).write())
         .collect();
     let t0 = Instant::now();
     let mut subs: Vec<Daemon> = subs_dirs.iter().map(|d| Daemon::spawn(d, &[])).collect();
@@ -185,19 +184,9 @@ async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
 
 #[tokio::test]
 async fn sub_without_main_keeps_livekit_and_says_main_node_not_found() {
-    let Some(redis) = Redis::start() else {
-        println!("SKIPPED: redis-server is not installed");
-        return;
-    };
-    let dir = NodeDir::with_mode("node-1", "sub", &cluster_toml(&redis, "sub", None));
-    let mut d = Daemon::spawn(&dir, &[]);
-    assert!(
-        d.wait_note("READY=1", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let redis = Redis::start();
+    let dir = member(NodeSpec::sub("node-1"), &redis).write();
+    let mut d = Daemon::spawn_ready(&dir, &[]).await;
     assert!(
         d.wait_note(
             "Main Node not found (set MAIN_NODE_URL",
@@ -210,4 +199,39 @@ async fn sub_without_main_keeps_livekit_and_says_main_node_not_found() {
         d.log_text()
     );
     assert_eq!(d.livekit_state().await, "ready");
+}
+
+#[tokio::test]
+async fn daemon_on_another_clusters_redis_exits_78() {
+    let r = Redis::start();
+    let target = RedisTarget {
+        address: format!("127.0.0.1:{}", r.port),
+        username: None,
+        db: 0,
+        tls: false,
+    };
+    let conn = RedisConn::open(&target, None).unwrap();
+    let set = redis::cmd("SET")
+        .arg(CLUSTER_ID_KEY)
+        .arg("someone-else")
+        .clone();
+    let _: () = conn.query(&set, Duration::from_secs(3)).await.unwrap();
+    let node = NodeSpec::main("main")
+        .redis(r.url())
+        .cluster_id("ours")
+        .write();
+    let mut d = Daemon::spawn(&node, &[]);
+    let code = d.wait_exit(Duration::from_secs(20));
+    let log = d.log_text();
+    assert_eq!(code, Some(78), "log:\n{log}");
+    assert!(
+        log.contains("belongs to cluster \\\"someone-else\\\"")
+            || log.contains("belongs to cluster \"someone-else\""),
+        "log:\n{log}"
+    );
+    // LiveKit was never started and the marker is untouched
+    assert!(!log.contains("LiveKit started"), "log:\n{log}");
+    let get = redis::cmd("GET").arg(CLUSTER_ID_KEY).clone();
+    let v: String = conn.query(&get, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(v, "someone-else");
 }

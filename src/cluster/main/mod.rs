@@ -1,0 +1,359 @@
+//! The main role: the membership table behind a mutex, the refusal bookkeeping and the ticker
+//! that ages the table. Its HTTP answers are in two files below it: [`endpoints`] (signed
+//! sub → main requests and the read-only views) and [`join`] (placement, join tokens and the
+//! cluster-wide room list). The route table that mounts them is `api::router`.
+//!
+//! A standalone node runs a `Main` without a cluster secret: it answers joins for itself only.
+
+pub mod endpoints;
+pub mod join;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::auth::{self, ClusterSecret, Verifier};
+use super::membership::{Membership, MembershipConfig, Transition};
+use super::node::{publish, ClusterContext, ClusterError, StatsSource};
+use super::protocol::{
+    ClusterStatus, ErrorBody, ErrorCode, NodeInfo, NodeStats, NodeView, PROTOCOL_VERSION,
+};
+use super::store::Store;
+use crate::app_token::AppTokenCheck;
+use crate::clock::{self, Instant};
+use crate::config::schema::{ApiSection, ClusterSection, GrantsSection};
+use crate::config::{Mode, Secret};
+use crate::sync::lock;
+
+/// Lifetime of join tokens.
+pub const TOKEN_TTL: Duration = Duration::from_secs(6 * 3600);
+
+/// Everything main needs to know, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct MainSettings {
+    pub cluster_id: String,
+    pub main_name: String,
+    pub heartbeat: Duration,
+    pub dead_after_missed: u32,
+    pub forget_after: Duration,
+    pub sysload_limit: f64,
+    pub max_body_bytes: usize,
+    pub max_skew_secs: u64,
+    pub grants: GrantsSection,
+    /// LiveKit API key and secret (shared by every node): join tokens are signed with them.
+    pub api_key: String,
+    pub api_secret: Secret,
+    pub token_ttl: Duration,
+    /// This node's LiveKit HTTP port (its own rooms are listed directly).
+    pub local_livekit_port: u16,
+}
+
+impl MainSettings {
+    /// The shipped defaults (`[cluster]`, `[api]`, `[grants]` as in `config::schema`) for a
+    /// main named `main_name` of `cluster_id`; `local_livekit_port` 0 (no local LiveKit).
+    pub fn defaults(cluster_id: &str, main_name: &str, api_key: &str, api_secret: Secret) -> Self {
+        let c = ClusterSection::default();
+        MainSettings {
+            cluster_id: cluster_id.into(),
+            main_name: main_name.into(),
+            heartbeat: Duration::from_secs(c.heartbeat_secs),
+            dead_after_missed: c.dead_after_missed,
+            forget_after: Duration::from_secs(c.forget_after_secs),
+            sysload_limit: c.sysload_limit,
+            max_body_bytes: ApiSection::default().max_body_bytes,
+            max_skew_secs: c.max_skew_secs,
+            grants: GrantsSection::default(),
+            api_key: api_key.into(),
+            api_secret,
+            token_ttl: TOKEN_TTL,
+            local_livekit_port: 0,
+        }
+    }
+
+    /// The settings of this node's main (or standalone) role.
+    pub fn from_context(ctx: &ClusterContext) -> Self {
+        let node = &ctx.node;
+        let c = &node.config.cluster;
+        MainSettings {
+            cluster_id: c.id.clone(),
+            main_name: node.name.clone(),
+            heartbeat: ctx.heartbeat(),
+            dead_after_missed: c.dead_after_missed,
+            forget_after: Duration::from_secs(c.forget_after_secs),
+            sysload_limit: c.sysload_limit,
+            max_body_bytes: node.config.api.max_body_bytes,
+            max_skew_secs: c.max_skew_secs,
+            grants: node.config.grants.clone(),
+            api_key: ctx.secrets.api_key.clone(),
+            api_secret: ctx.secrets.api_secret.clone(),
+            token_ttl: TOKEN_TTL,
+            local_livekit_port: node.ports.livekit_port,
+        }
+    }
+}
+
+/// A refused request: the wire error plus its HTTP status.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody::new(self.code, self.message))).into_response()
+    }
+}
+
+/// The main role: shared by every handler through `Arc<Main>`.
+pub struct Main {
+    settings: MainSettings,
+    membership: Mutex<Membership>,
+    /// `None` on a standalone node (no cluster endpoints).
+    verifier: Option<Mutex<Verifier>>,
+    app_token: Option<AppTokenCheck>,
+    store: Option<Store>,
+    /// room → (node, placed at): joins placed before the node's heartbeat reports the room.
+    recent: Mutex<BTreeMap<String, (String, Instant)>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    http: reqwest::Client,
+    identity: String,
+}
+
+impl std::fmt::Debug for Main {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Main")
+            .field("main_name", &self.settings.main_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /api/cluster/status`: protocol `ClusterStatus` plus `refused` (count per error code).
+#[derive(Debug, Serialize)]
+pub struct StatusOut {
+    #[serde(flatten)]
+    pub status: ClusterStatus,
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+impl Main {
+    /// `secret: None` makes a standalone "main" that only serves joins for itself. `http` is
+    /// for asking other nodes for their rooms.
+    pub fn new(
+        settings: MainSettings,
+        secret: Option<ClusterSecret>,
+        app_token: Option<AppTokenCheck>,
+        store: Option<Store>,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
+        let cfg = MembershipConfig::new(
+            settings.heartbeat,
+            settings.dead_after_missed,
+            settings.forget_after,
+        );
+        let verifier = secret.map(|s| {
+            Mutex::new(Verifier::with_limits(
+                s,
+                settings.max_skew_secs,
+                auth::DEFAULT_MAX_NONCES,
+            ))
+        });
+        Arc::new(Main {
+            settings,
+            membership: Mutex::new(Membership::new(cfg)),
+            verifier,
+            app_token,
+            store,
+            recent: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeMap::new()),
+            http,
+            identity: super::protocol::new_identity(&mut rand::thread_rng()),
+        })
+    }
+
+    fn membership(&self) -> MutexGuard<'_, Membership> {
+        lock(&self.membership)
+    }
+
+    pub fn settings(&self) -> &MainSettings {
+        &self.settings
+    }
+
+    /// Does this main serve the cluster endpoints (a clustered main, not a standalone node)?
+    pub fn is_clustered(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// Register main itself (or refresh its stats): main is a node like any other.
+    pub fn register_self(&self, info: NodeInfo, stats: NodeStats) {
+        let r = self
+            .membership()
+            .register(info, &self.identity, stats, clock::now());
+        if let Err(e) = r {
+            tracing::error!(error = %e, "main cannot register itself in its own table");
+        }
+    }
+
+    /// Age the table; returns the transitions (already logged).
+    pub fn tick(&self) -> Vec<Transition> {
+        let t = self.membership().tick(clock::now());
+        for tr in &t {
+            match tr.to {
+                Some(to) => {
+                    tracing::warn!(node = %tr.name, from = ?tr.from, to = ?to, "node state changed")
+                }
+                None => tracing::info!(node = %tr.name, from = ?tr.from, "node forgotten"),
+            }
+        }
+        let keep = self.settings.heartbeat * 3;
+        lock(&self.recent).retain(|_, (_, at)| at.elapsed() < keep);
+        if let Some(v) = &self.verifier {
+            lock(v).evict(clock::unix_now());
+        }
+        t
+    }
+
+    /// One line for systemd's STATUS=.
+    pub fn status_text(&self) -> String {
+        let c = self.membership().counts();
+        format!(
+            "main of {}: {} alive, {} suspect, {} dead, {} left",
+            self.settings.cluster_id, c.alive, c.suspect, c.dead, c.left
+        )
+    }
+
+    /// Refusals so far, per code.
+    pub fn refused_counts(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.refused).clone()
+    }
+
+    /// Count and log a refusal; nothing else changes.
+    fn refuse(
+        &self,
+        path: &str,
+        node: Option<&str>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Refusal {
+        let message = message.into();
+        *lock(&self.refused).entry(code.as_str()).or_insert(0) += 1;
+        tracing::warn!(path, node = node.unwrap_or("-"), code = code.as_str(), reason = %message, "request refused");
+        Refusal { code, message }
+    }
+
+    /// `ClusterStatus` plus refusal counters.
+    pub fn cluster_status(&self) -> StatusOut {
+        let m = self.membership();
+        let c = m.counts();
+        let nodes = m.snapshot(clock::now());
+        let live = nodes.iter().filter(|n| n.state.is_live());
+        let (rooms, participants) = live.fold((0u32, 0u32), |(r, p), n| {
+            (
+                r.saturating_add(n.stats.rooms),
+                p.saturating_add(n.stats.participants),
+            )
+        });
+        StatusOut {
+            status: ClusterStatus {
+                cluster_id: self.settings.cluster_id.clone(),
+                main_name: self.settings.main_name.clone(),
+                protocol_version: PROTOCOL_VERSION,
+                heartbeat_secs: self.settings.heartbeat.as_secs(),
+                sysload_limit: self.settings.sysload_limit,
+                nodes_alive: c.alive,
+                nodes_suspect: c.suspect,
+                nodes_dead: c.dead,
+                nodes_left: c.left,
+                rooms,
+                participants,
+                nodes,
+            },
+            refused: self.refused_counts(),
+        }
+    }
+
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.membership().snapshot(clock::now())
+    }
+}
+
+/// Start the main role (clustered main, or the standalone join endpoint): register main in its
+/// own table and start the ticker. `status_tx` gets main's status line (a clustered main only).
+pub async fn start(
+    ctx: &ClusterContext,
+    info: NodeInfo,
+    stats: StatsSource,
+    status_tx: watch::Sender<String>,
+) -> Result<Arc<Main>, ClusterError> {
+    let secret = ctx.cluster_secret()?;
+    let app_token = match &ctx.secrets.app_token_sha256 {
+        Some(h) => Some(AppTokenCheck::from_hex(h.as_str())?),
+        None => None,
+    };
+    let main = Main::new(
+        MainSettings::from_context(ctx),
+        secret,
+        app_token,
+        ctx.store.clone(),
+        ctx.http.clone(),
+    );
+    main.register_self(info.clone(), stats().await);
+    let clustered = ctx.node.mode == Mode::Main;
+    if clustered {
+        let _ = status_tx.send(main.status_text());
+    }
+    spawn_ticker(
+        main.clone(),
+        info,
+        stats,
+        clustered.then_some(status_tx),
+        &ctx.tracker,
+        ctx.cancel.child_token(),
+    );
+    Ok(main)
+}
+
+/// Main's ticker: ages the table 4× per heartbeat, re-registers main itself with fresh
+/// statistics once per heartbeat, and publishes the status line on change.
+pub fn spawn_ticker(
+    main: Arc<Main>,
+    info: NodeInfo,
+    stats: StatsSource,
+    status_tx: Option<watch::Sender<String>>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
+    let heartbeat = main.settings().heartbeat;
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            if n % 4 == 0 {
+                main.register_self(info.clone(), stats().await);
+            }
+            main.tick();
+            if let Some(tx) = &status_tx {
+                publish(tx, main.status_text());
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,50 @@
+//! Test support shared by every test binary and bench that spawns or embeds the daemon
+//! (`#[path = "../support/mod.rs"] mod support;`): one node builder whose knobs show at the
+//! call site, reserved ports, the daemon as a process playing systemd's notify socket, the
+//! daemon in-process, a redis-server, cuttable loopback links, figures.
+//!
+//! - [`ports`]: port blocks reserved across test processes (file locks), never probed at random;
+//! - [`node`]: [`node::NodeSpec`] → [`node::NodeDir`] (config, secrets, runtime dir);
+//! - [`daemon`]: [`daemon::Daemon`], the real binary with a fake `NOTIFY_SOCKET`;
+//! - [`inproc`]: `airclass_node::daemon::run` in this process, stopped by a token;
+//! - [`redis`]: a `redis-server` on a reserved port (missing: the test fails saying how to get it);
+//! - [`link`]: a loopback TCP forwarder that can be cut and healed;
+//! - [`real_livekit`]: where the real livekit-server is (`tests/common/real_livekit.rs`).
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod inproc;
+pub mod link;
+pub mod node;
+pub mod ports;
+#[path = "../common/real_livekit.rs"]
+pub mod real_livekit;
+pub mod redis;
+
+use std::path::Path;
+
+/// The daemon under test.
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_airclass-node");
+/// TEST DOUBLE: the LiveKit stand-in (`tests/livekit-standin/`), the default LiveKit binary.
+pub const STANDIN: &str = env!("CARGO_BIN_EXE_livekit-standin");
+
+/// Print a measured figure in a form the test log keeps; also appended to
+/// `target/test-logs/figures.txt`, which the test command prints at the end.
+pub fn figure(name: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
+    println!("FIGURE {name}: {value}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("figures.txt"))
+    {
+        let _ = writeln!(f, "{name}: {value}");
+    }
+}
+
+/// An HTTP client for talking to daemons (no proxy, the crate's checked constructor).
+pub fn http() -> reqwest::Client {
+    airclass_node::tls::http_client().unwrap()
+}

@@ -1,0 +1,269 @@
+//! A node under test: [`NodeSpec`] (the knobs, each one visible where the test builds it) →
+//! [`NodeDir`] (a temp dir with `airclass.toml`, `nodes/`, `secrets/`, `run/`).
+//!
+//! What every node gets, whatever the knobs: its ports from one reserved [`PortBlock`]
+//! (LiveKit, ICE/TCP and API at +0..+2, RTC UDP +3..+23); the API bound to, and the node and
+//! LiveKit advertised on, 127.0.0.1; `cluster.mdns = false` (tests never multicast outside a
+//! network namespace of their own); the secrets below, in files. Everything else is the
+//! daemon's default unless a knob sets it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::ports::PortBlock;
+use super::{DAEMON, STANDIN};
+
+pub const API_KEY: &str = "APItestkey1234";
+pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
+pub const CLUSTER_SECRET: &str = "clustersecret-0123456789abcdefghijklm";
+pub const APP_TOKEN: &str = "test-app-token-0123456789";
+
+/// The knobs of one node. Build with [`NodeSpec::standalone`], [`NodeSpec::main`] or
+/// [`NodeSpec::sub`], set what the test relies on, then [`NodeSpec::write`].
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    instance: String,
+    mode: &'static str,
+    livekit: PathBuf,
+    livekit_keys: Vec<(&'static str, String)>,
+    redis: Option<String>,
+    cluster_keys: Vec<(&'static str, String)>,
+    instance_toml: String,
+}
+
+impl NodeSpec {
+    fn new(instance: &str, mode: &'static str) -> Self {
+        NodeSpec {
+            instance: instance.into(),
+            mode,
+            livekit: PathBuf::from(STANDIN),
+            livekit_keys: Vec::new(),
+            redis: None,
+            cluster_keys: Vec::new(),
+            instance_toml: String::new(),
+        }
+    }
+
+    /// `node.mode = "standalone"`.
+    pub fn standalone(instance: &str) -> Self {
+        Self::new(instance, "standalone")
+    }
+
+    /// `node.mode = "main"` (needs [`NodeSpec::redis`] to run).
+    pub fn main(instance: &str) -> Self {
+        Self::new(instance, "main")
+    }
+
+    /// `node.mode = "sub"` (needs [`NodeSpec::redis`] to run).
+    pub fn sub(instance: &str) -> Self {
+        Self::new(instance, "sub")
+    }
+
+    /// `livekit.binary` (default: the stand-in, a test double; the real server is
+    /// `support::real_livekit::real_livekit()`).
+    pub fn livekit(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.livekit = binary.into();
+        self
+    }
+
+    /// `livekit.health_interval_ms`.
+    pub fn health_interval_ms(mut self, ms: u64) -> Self {
+        self.livekit_keys
+            .push(("health_interval_ms", ms.to_string()));
+        self
+    }
+
+    /// `livekit.drain_timeout_secs`.
+    pub fn drain_timeout_secs(mut self, secs: u64) -> Self {
+        self.livekit_keys
+            .push(("drain_timeout_secs", secs.to_string()));
+        self
+    }
+
+    /// `livekit.restart_budget`.
+    pub fn restart_budget(mut self, n: u32) -> Self {
+        self.livekit_keys.push(("restart_budget", n.to_string()));
+        self
+    }
+
+    /// `redis.url`.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
+        self
+    }
+
+    /// `cluster.id`.
+    pub fn cluster_id(self, id: &str) -> Self {
+        self.cluster_key("id", format!("{id:?}"))
+    }
+
+    /// `cluster.heartbeat_secs`.
+    pub fn heartbeat_secs(self, secs: u64) -> Self {
+        self.cluster_key("heartbeat_secs", secs.to_string())
+    }
+
+    /// `cluster.dead_after_missed`.
+    pub fn dead_after_missed(self, n: u32) -> Self {
+        self.cluster_key("dead_after_missed", n.to_string())
+    }
+
+    /// `cluster.discovery_timeout_secs`.
+    pub fn discovery_timeout_secs(self, secs: u64) -> Self {
+        self.cluster_key("discovery_timeout_secs", secs.to_string())
+    }
+
+    /// `cluster.main_url` (a sub then skips discovery).
+    pub fn main_url(self, url: &str) -> Self {
+        self.cluster_key("main_url", format!("{url:?}"))
+    }
+
+    fn cluster_key(mut self, key: &'static str, value: String) -> Self {
+        self.cluster_keys.push((key, value));
+        self
+    }
+
+    /// TOML for the per-instance file `nodes/INSTANCE.toml` (layered over `airclass.toml`).
+    pub fn instance_toml(mut self, toml: &str) -> Self {
+        self.instance_toml.push_str(toml);
+        self
+    }
+
+    /// Reserve the ports and write the files.
+    pub fn write(self) -> NodeDir {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = PortBlock::reserve();
+        let secrets = write_secrets(dir.path());
+        std::fs::create_dir(dir.path().join("nodes")).unwrap();
+        std::fs::write(
+            dir.path().join("airclass.toml"),
+            self.toml(&ports, &secrets),
+        )
+        .unwrap();
+        if !self.instance_toml.is_empty() {
+            let file = dir
+                .path()
+                .join("nodes")
+                .join(format!("{}.toml", self.instance));
+            std::fs::write(file, &self.instance_toml).unwrap();
+        }
+        NodeDir {
+            livekit_port: ports.port(0),
+            api_port: ports.port(2),
+            instance: self.instance,
+            dir,
+            _ports: ports,
+        }
+    }
+
+    fn toml(&self, ports: &PortBlock, secrets: &Path) -> String {
+        let s = |n: &str| secrets.join(n).display().to_string();
+        let mut t = format!(
+            "[node]\nmode = \"{}\"\nlivekit_port = {}\nrtc_tcp_port = {}\napi_port = {}\n\
+             rtc_udp_start = {}\nrtc_udp_end = {}\nadvertise_address = \"127.0.0.1\"\n\n\
+             [livekit]\nbinary = {:?}\napi_key_file = {:?}\napi_secret_file = {:?}\n\
+             node_ip = \"127.0.0.1\"\n",
+            self.mode,
+            ports.port(0),
+            ports.port(1),
+            ports.port(2),
+            ports.port(3),
+            ports.port(23),
+            self.livekit.display().to_string(),
+            s("livekit-api-key"),
+            s("livekit-api-secret"),
+        );
+        for (k, v) in &self.livekit_keys {
+            writeln!(t, "{k} = {v}").unwrap();
+        }
+        if let Some(url) = &self.redis {
+            write!(t, "\n[redis]\nurl = {url:?}\n").unwrap();
+        }
+        write!(
+            t,
+            "\n[cluster]\nsecret_file = {:?}\nmdns = false\n",
+            s("cluster-secret")
+        )
+        .unwrap();
+        for (k, v) in &self.cluster_keys {
+            writeln!(t, "{k} = {v}").unwrap();
+        }
+        write!(
+            t,
+            "\n[api]\nbind = \"127.0.0.1\"\napp_token_sha256_file = {:?}\n",
+            s("app-token.sha256")
+        )
+        .unwrap();
+        t
+    }
+}
+
+/// The secrets every test node shares, 0640, in `DIR/secrets`.
+fn write_secrets(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = dir.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let hash = airclass_node::app_token::token_sha256_hex(APP_TOKEN);
+    for (name, value) in [
+        ("livekit-api-key", API_KEY),
+        ("livekit-api-secret", API_SECRET),
+        ("cluster-secret", CLUSTER_SECRET),
+        ("app-token.sha256", hash.as_str()),
+    ] {
+        let path = secrets.join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    secrets
+}
+
+/// A written node: its files and the ports it was given.
+pub struct NodeDir {
+    pub dir: tempfile::TempDir,
+    pub instance: String,
+    pub livekit_port: u16,
+    pub api_port: u16,
+    _ports: PortBlock,
+}
+
+impl NodeDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `http://127.0.0.1:API_PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// `airclass-node --config … --nodes-dir … ARGS`, with none of systemd's or the daemon's
+    /// own variables inherited from the test's environment and `RUNTIME_DIRECTORY=DIR/run`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DAEMON);
+        c.arg("--config")
+            .arg(self.path().join("airclass.toml"))
+            .arg("--nodes-dir")
+            .arg(self.path().join("nodes"))
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env("RUNTIME_DIRECTORY", self.path().join("run"));
+        for (var, _, _) in airclass_node::config::load::ENV_OVERRIDES {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    /// The configuration sources as `airclass-node --config … --nodes-dir …` reads them, with
+    /// an empty environment.
+    pub fn sources(&self) -> airclass_node::config::Sources {
+        airclass_node::config::Sources {
+            config_path: self.path().join("airclass.toml"),
+            config_explicit: true,
+            nodes_dir: self.path().join("nodes"),
+            env: Default::default(),
+        }
+    }
+}
