@@ -10,6 +10,8 @@ Runs with the media venv's python (tests/media/venv.sh). Takes media_client.py's
                    room disconnects it
   --ready-file F   written once the client publishes (teacher) or has received audio and video
                    frames (student), so the lab knows the room is live before it stops the node
+  SIGTERM          leave now and print the result (for a participant that LiveKit moved to
+                   another node and that would otherwise stay)
 
 Prints one JSON line: node, url, connect_ms, the events seen (unix time, name, detail) and the
 disconnect reason (a livekit DisconnectReason name) with its time, and for a student the audio/video
@@ -19,6 +21,7 @@ frames received before the end. Exit 0 when it connected, 2 when connecting fail
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 
@@ -115,10 +118,14 @@ async def run(argv):
     else:
         work = asyncio.create_task(student(room, ready, t0, box))
     waiter = asyncio.create_task(gone.wait())
-    await asyncio.wait({work, waiter}, timeout=stay, return_when=asyncio.FIRST_COMPLETED)
-    res["left"] = "disconnected by the server" if gone.is_set() else f"--stay {stay} s ran out"
-    work.cancel()
-    waiter.cancel()
+    term = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, term.set)
+    terminated = asyncio.create_task(term.wait())
+    await asyncio.wait({work, waiter, terminated}, timeout=stay, return_when=asyncio.FIRST_COMPLETED)
+    res["left"] = ("disconnected by the server" if gone.is_set() else "SIGTERM" if term.is_set()
+                   else f"--stay {stay} s ran out")
+    for t in (work, waiter, terminated):
+        t.cancel()
     try:
         await work
     except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the room may be gone already

@@ -338,12 +338,16 @@ def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def server_token(key, secret):
-    """A short LiveKit access token (HS256 JWT) with the RoomService admin grants."""
+def server_token(key, secret, room=None):
+    """A short LiveKit access token (HS256 JWT) with the RoomService grants (roomAdmin applies to
+    the `room` claim only: ListParticipants needs it)."""
     now = int(time.time())
     head = b64url(b'{"alg":"HS256","typ":"JWT"}')
-    body = b64url(json.dumps({"iss": key, "sub": "aclab", "nbf": now - 10, "exp": now + 300, "video": {
-        "roomCreate": True, "roomList": True, "roomAdmin": True}}).encode())
+    video = {"roomCreate": True, "roomList": True, "roomAdmin": True}
+    if room:
+        video["room"] = room
+    body = b64url(json.dumps({"iss": key, "sub": "aclab", "nbf": now - 10, "exp": now + 300,
+                              "video": video}).encode())
     sig = b64url(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
     return f"{head}.{body}.{sig}"
 
@@ -351,7 +355,9 @@ def server_token(key, secret):
 def cmd_twirp(args):
     lk, method, body = args[:3]
     sec = "/etc/airclass/secrets"
-    tok = server_token(read_secret(f"{sec}/livekit-api-key").decode(), read_secret(f"{sec}/livekit-api-secret"))
+    room = json.loads(body).get("room")
+    tok = server_token(read_secret(f"{sec}/livekit-api-key").decode(), read_secret(f"{sec}/livekit-api-secret"),
+                       room)
     st, txt = http("POST", f"{lk}/twirp/livekit.RoomService/{method}", body,
                    {"Authorization": f"Bearer {tok}", "Content-Type": "application/json"}, timeout=5.0)
     try:
