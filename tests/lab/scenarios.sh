@@ -773,6 +773,7 @@ s13p() {
   path=$(python3 - "$LOGS" "$S13_NAMED" "$(ips_json)" <<'EOF'
 import glob, json, os, sys
 logs, named, ips = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+host = {r: d["host_by_id"] for r, d in json.load(open(os.path.join(logs, "s13p-placement.json")))["detail"].items()}
 by_ip = {v: k for k, v in ips.items()}
 good = total = 0
 bad, split = [], []
@@ -785,7 +786,9 @@ for f in sorted(glob.glob(os.path.join(logs, "s13-*.json"))):
     r = json.loads(lines[-1])
     want = named.get(r.get("room"))  # what main told the room's teacher
     if r.get("node") != want:
-        split.append(f"{r.get('identity')} was sent to {r.get('node')}")
+        split.append(f"{r.get('identity')} was sent to {r.get('node')}"
+                     + (" (where LiveKit put the room)" if r.get("node") == host.get(r.get("room")) else
+                        f" (LiveKit hosts the room on {host.get(r.get('room'))})"))
     for side, pc in (r.get("ice") or {}).items():
         if isinstance(pc, dict) and "remote" in pc:
             total += 1
@@ -804,7 +807,7 @@ EOF
   local prc=$rc
   [[ $path == OK* ]] || rc=1
   [[ $prc == 0 ]] || FIG+=" -- LiveKit places rooms itself: main's choice is advisory until main creates each room on the node it names (issue 9)"
-  [[ $path == *"sent elsewhere"* ]] && FIG+=" -- every node's heartbeat lists every live room (LiveKit's ListRooms is cluster-wide with Redis), so main's sticky rule answers by name order (issue 9)"
+  [[ $path == *"(LiveKit hosts the room on"* ]] && FIG+=" -- every node's heartbeat lists every live room (LiveKit's ListRooms is cluster-wide with Redis), so main's sticky rule answers by name order (issue 9)"
   return $rc
 }
 
