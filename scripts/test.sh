@@ -2,10 +2,14 @@
 # scripts/test.sh - the test command (README quick start; .ci/run calls it). Run as root.
 #
 # Installs what the tests need (Debian packages, cargo-deb), then runs every tier:
+#   deps                         apt packages, cargo tools, the real livekit-server (scripts/livekit.sh:
+#                                pinned `go install`, cached; the first build takes minutes)
 #   fmt, clippy                  code hygiene
 #   unit + integration tests     cargo nextest: pure cores, the real daemon with the LiveKit
-#                                stand-in, the stand-in itself, the in-process/multi-process
-#                                cluster with a real redis-server, nftables in a private netns
+#                                stand-in, the LiveKit contract suite (tests/contract: the real
+#                                livekit-server and the stand-in, rendered configs in private
+#                                netns), the in-process/multi-process cluster with a real
+#                                redis-server, nftables in a private netns
 #   quickstart                   scripts/local-cluster.sh --once (the README's main job)
 #   media                        tests/media/run.sh: real WebRTC media (LiveKit's Python SDK)
 #                                through a real three-node cluster in private netns; placement
@@ -67,6 +71,15 @@ install_deps() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo install cargo-nextest"
     cargo install -q cargo-nextest --locked
+  fi
+  # The real livekit-server (pinned, built with `go install`, cached under $AIRCLASS_CACHE).
+  # Not fatal here: without Go and without a cached binary the real-server tests fail and say
+  # how to get one (tests/common/real_livekit.rs).
+  local t=$SECONDS
+  if scripts/livekit.sh >/dev/null; then
+    echo "FIGURE livekit-server install: $((SECONDS - t)) s ($(scripts/livekit.sh --path))"
+  else
+    echo "WARNING: no real livekit-server (see above); the tests that run it will fail saying how to get one"
   fi
   echo "dependencies present"
 }
