@@ -16,8 +16,10 @@
 #   systemd hardening            systemd-analyze security --offline (exposure <= 1.5) + verify
 #   nix                          nix-instantiate --parse of every .nix file, port plan vs daemon
 #   deb + lintian                scripts/build-deb.sh, 0 errors / 0 warnings
-#   deb in a container           tests/lab/deb-test.sh (one booted Debian node, real systemd)
-#   three-node lab               tests/lab/lab.sh (three booted nodes, faults, figures)
+#   deb in a container           tests/lab/deb-test.sh (one booted Debian node, real systemd,
+#                                the real livekit-server)
+#   three-node lab               tests/lab/lab.sh (three booted nodes with the real livekit-server:
+#                                faults, real media, Redis outage, drain, placement proof; figures)
 # Ends with one line "N passed, N failed".
 #   SKIP="lab deb-container" scripts/test.sh    skip stages by name
 set -Euo pipefail

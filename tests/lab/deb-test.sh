@@ -1,17 +1,20 @@
 #!/bin/bash
 # tests/lab/deb-test.sh - the airclass-node .deb in a booted Debian 12 container (systemd-nspawn).
 #
-# Builds (or reuses) the .deb and the LiveKit stand-in, boots ONE node from the cached base
-# (tests/lab/lib.sh), installs the package with apt, and checks what issue 4 asks: user, secrets
-# and modes, target without instances, systemd-analyze verify/security, start with the stand-in
-# as /usr/local/bin/livekit-server, the nftables table, no capabilities in LiveKit, journal
-# fields, drain on stop, exit 78 without restart loop, upgrade/reinstall keeps keys and restarts
-# running instances, remove stops them, purge removes /etc/airclass. Prints a results table with
-# timings; tears everything down (trap), also on failure or timeout.
+# Builds (or reuses) the .deb, gets the real livekit-server v1.13.5 (scripts/livekit.sh: built
+# once with Go, cached), boots ONE node from the cached base (tests/lab/lib.sh), installs the
+# package with apt, and checks what issue 4 asks: user, secrets and modes, target without
+# instances, systemd-analyze verify/security, start with the real livekit-server as
+# /usr/local/bin/livekit-server, the nftables table, no capabilities in LiveKit, journal fields,
+# drain on stop (the real server's own SIGTERM line), exit 78 without restart loop,
+# upgrade/reinstall keeps keys and restarts running instances, remove stops them, purge removes
+# /etc/airclass. Prints a results table with timings; tears everything down (trap), also on
+# failure or timeout. The LiveKit stand-in is not used.
 #
 # Usage (root):  timeout -k 30 1200 tests/lab/deb-test.sh
 #   DEB=path.deb        use this .deb instead of running scripts/build-deb.sh
-#   STANDIN=path        use this stand-in binary instead of cargo build --bin livekit-standin
+#   LIVEKIT=path        use this livekit-server (must say the pinned version) instead of
+#                       scripts/livekit.sh
 #   HOLD=N              keep the node up N seconds before teardown (debugging:
 #                       nsenter -t "$(cat $LAB/run-acdeb/main/leader.pid)" -a bash)
 #   tests/lab/deb-test.sh cleanup     remove leftovers of a killed run
@@ -38,14 +41,18 @@ build_artefacts() {
       || { tail -20 "$LAB/logs/build-deb.log" >&2; return 1; }
   fi
   [[ -f $DEB ]] || { lab_log "no .deb at '$DEB'"; return 1; }
-  if [[ -z ${STANDIN:-} ]]; then
-    lab_log "building the stand-in (cargo build --bin livekit-standin)"
-    cargo build --locked --bin livekit-standin > "$LAB/logs/build-standin.log" 2>&1 \
-      || { tail -20 "$LAB/logs/build-standin.log" >&2; return 1; }
-    STANDIN=$CARGO_TARGET_DIR/debug/livekit-standin
+  if [[ -z ${LIVEKIT:-} ]]; then
+    lab_log "the real livekit-server (scripts/livekit.sh)"
+    LIVEKIT=$(scripts/livekit.sh 2> "$LAB/logs/livekit.log") || {
+      cat "$LAB/logs/livekit.log" >&2
+      lab_log "no real livekit-server: scripts/livekit.sh needs Go (apt-get install golang-go) or a binary at $(scripts/livekit.sh --path)"
+      return 1; }
   fi
-  [[ -x $STANDIN ]] || { lab_log "no stand-in at '$STANDIN'"; return 1; }
-  lab_log "deb: $DEB ($(du -h "$DEB" | cut -f1)); stand-in: $STANDIN"
+  [[ -x $LIVEKIT ]] || { lab_log "no livekit-server at '$LIVEKIT'"; return 1; }
+  LK_VERSION=$("$LIVEKIT" --version 2>&1 | head -1)
+  [[ $LK_VERSION == "livekit-server version $(scripts/livekit.sh --version)" ]] \
+    || { lab_log "'$LIVEKIT --version' says '$LK_VERSION', not the pinned real server"; return 1; }
+  lab_log "deb: $DEB ($(du -h "$DEB" | cut -f1)); livekit-server: $LIVEKIT ($LK_VERSION)"
 }
 
 c_security_offline() {  # host, on the source unit: exposure <= 1.5
@@ -107,9 +114,12 @@ c_conffiles() {
   lab_log "  conffiles:$(awk '{print " "$1}' <<<"$cf" | tr -d '\n')"
   [[ $cf == *"/etc/airclass/airclass.toml"* ]]
 }
-c_standin() {
-  put "$N" /usr/local/bin/livekit-server < "$STANDIN"
+c_livekit() {
+  put "$N" /usr/local/bin/livekit-server < "$LIVEKIT"
   X "$N" chmod 755 /usr/local/bin/livekit-server
+  local v; v=$(X "$N" livekit-server --version)
+  lab_log "  in the node: $v"
+  [[ $v == "$LK_VERSION" ]]
 }
 c_verify() {
   local out
@@ -136,7 +146,7 @@ c_nft_present() {
   printf '%s\n' "$out" | sed 's/^/  | /' >&2
   [[ $out == *"7880"* && $out == *"50000-50020"* ]]
 }
-lk_pid() { X "$N" pgrep -x livekit-server | head -1; }  # the stand-in runs as /usr/local/bin/livekit-server
+lk_pid() { X "$N" pgrep -x livekit-server | head -1; }
 c_caps() {
   local lp mp ok=0 k v
   lp=$(lk_pid); mp=$(X "$N" systemctl show -P MainPID "$UNIT")
@@ -184,7 +194,11 @@ c_stop_drain() {
   local j; j=$(X "$N" journalctl -q -u "$UNIT" --since "$since" -o cat --no-pager)
   grep -iE 'exit requested|drain|stopp' <<<"$j" | head -5 | sed 's/^/  | /' >&2
   lab_log "  systemctl stop took ${STOP_S}s; state $(X "$N" systemctl is-active "$UNIT" || true)"
-  [[ $j == *"exit requested, shutting down"* ]] || return 1
+  # LiveKit's own line (cmd/server/main.go of the real server), forwarded with LIVEKIT=1
+  local lk; lk=$(X "$N" journalctl -q -u "$UNIT" LIVEKIT=1 --since "$since" -o cat --no-pager | grep -m1 'exit requested') || true
+  lab_log "  LiveKit: ${lk:-no SIGTERM line}"
+  [[ $lk == *"server/main.go:"*"exit requested, shutting down"*'"signal": "terminated"'* ]] || return 1
+  [[ $j == *"LiveKit stopped"* ]] || return 1
   [[ $(X "$N" systemctl show -P Result "$UNIT") == success ]]
 }
 c_nft_gone() {
@@ -256,7 +270,7 @@ c_purge() {
 
 # ------------------------------------------------------------------ main
 lab_traps
-lab_check "build .deb + stand-in" build_artefacts || true
+lab_check "build .deb + real livekit-server" build_artefacts || true
 if [[ $LAB_FAILED == 1 ]]; then lab_teardown; lab_report; exit 1; fi
 lab_check "systemd-analyze security --offline --threshold=15 (host)" c_security_offline
 lab_check "lintian: 0 errors, 0 warnings" c_lintian
@@ -270,7 +284,7 @@ if [[ $(X "$N" dpkg-query -W -f='${db:Status-Status}' airclass-node 2>/dev/null)
   lab_check "secrets: owners, modes, formats" c_secrets
   lab_check "target enabled, no instance started" c_target_no_instance
   lab_check "airclass.toml is a conffile" c_conffiles
-  lab_check "stand-in as /usr/local/bin/livekit-server" c_standin
+  lab_check "real livekit-server as /usr/local/bin/livekit-server" c_livekit
   lab_check "systemd-analyze verify $UNIT (node)" c_verify
   lab_check "systemd-analyze security $UNIT <= 1.5 (node)" c_security_node
   lab_check "systemctl start $UNIT -> active" c_start

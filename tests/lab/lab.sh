@@ -1,18 +1,23 @@
 #!/bin/bash
-# tests/lab/lab.sh - the three-node lab (issue 5): the whole appliance on real systemd, with faults.
+# tests/lab/lab.sh - the three-node lab (issues 5 and 9): the whole appliance on real systemd, with
+# the real livekit-server, real media and faults.
 #
-# Builds the .deb (scripts/build-deb.sh) and the LiveKit stand-in (a TEST DOUBLE, installed as
-# /usr/local/bin/livekit-server inside the lab only), boots three Debian containers (main,
-# node-1, node-2) on a private bridge with the harness in tests/lab/lib.sh, installs the .deb
-# with apt, shares the secrets, runs Redis on main, starts airclass-node@<name> with systemctl
-# (subs find main over mDNS: no main_url), then runs the twelve scenarios of tests/lab/scenarios.sh
-# and tears everything down (also after a failure, a signal or the LAB_TIMEOUT watchdog).
-# Prints a final table (scenario, PASS/FAIL, figure); exits non-zero on any FAIL or leftover.
+# Builds the .deb (scripts/build-deb.sh), gets the real livekit-server v1.13.5 (scripts/livekit.sh:
+# built once with Go, cached) and the media clients' venv (tests/media/venv.sh: LiveKit's Python
+# SDK, pinned, cached), boots three Debian containers (main, node-1, node-2) on a private bridge
+# with the harness in tests/lab/lib.sh, installs the .deb with apt and the real server as
+# /usr/local/bin/livekit-server, shares the secrets, runs Redis on main, starts
+# airclass-node@<name> with systemctl (subs find main over mDNS: no main_url), then runs the
+# fifteen scenarios of tests/lab/scenarios.sh and tears everything down (also after a failure, a
+# signal or the LAB_TIMEOUT watchdog). No scenario uses the LiveKit stand-in. The media clients run
+# on two extra lab hosts (network namespaces on the lab bridge: the teacher's and the students').
+# Prints a final table (scenario, PASS/FAIL, figure) with the placement proof rows (2p, 13p:
+# LiveKit's own Redis records against main's join answers); exits non-zero on any FAIL or leftover.
 #
-#   sudo tests/lab/lab.sh                      # everything (~2 min with a cached base and an
-#                                              # up-to-date release build; + the build otherwise)
+#   sudo tests/lab/lab.sh                      # everything (~3 min with a cached base, livekit-server,
+#                                              # venv and an up-to-date release build)
 #   LAB_ONLY="1 2 3" sudo tests/lab/lab.sh     # run only some scenarios (setup always runs)
-#   LAB_DEB=path.deb LAB_STANDIN=path sudo tests/lab/lab.sh   # skip the builds
+#   LAB_DEB=path.deb LAB_LIVEKIT=path sudo tests/lab/lab.sh   # skip the builds
 #   LAB_HOLD=600 sudo tests/lab/lab.sh         # keep the lab up after the scenarios (debugging:
 #       nsenter -t "$(cat /var/tmp/airclass-lab/run-aclab3/main/leader.pid)" -a bash)
 #   sudo tests/lab/lab.sh cleanup              # after a SIGKILL of the script
@@ -25,7 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LAB_NETNS=${LAB_NETNS:-aclab3}
 LAB_SUBNET=${LAB_SUBNET:-10.78.0}
-LAB_TIMEOUT=${LAB_TIMEOUT:-480}    # seconds from the end of the builds to the table (budget: 10 min)
+LAB_TIMEOUT=${LAB_TIMEOUT:-720}    # seconds from the end of the builds to the table (budget: 12 min)
 # shellcheck source=tests/lab/lib.sh
 source "$HERE/lib.sh"
 # shellcheck source=tests/lab/scenarios.sh
@@ -57,7 +62,7 @@ print_table() {
     printf '%-4s %-28s %-5s %s\n' "$id" "$title" "$res" "$fig"
   done
   local k
-  for k in deb standin base boot setup scenarios teardown; do [[ -n ${LAB_TIMING[$k]:-} ]] && printf 'time %-9s %s\n' "$k" "${LAB_TIMING[$k]}"; done
+  for k in deb livekit venv base boot setup scenarios teardown; do [[ -n ${LAB_TIMING[$k]:-} ]] && printf 'time %-9s %s\n' "$k" "${LAB_TIMING[$k]}"; done
   printf 'total %ss, leftovers:%s\n' "$(lab_el "$LAB_T0")" "${LAB_LEFTOVERS:- (not torn down)}"
 }
 on_exit() {
@@ -94,16 +99,24 @@ if [[ -z ${LAB_DEB:-} ]]; then
   LAB_TIMING[deb]="$(lab_el "$t")s"
 fi
 [[ -f $LAB_DEB ]] || lab_die "no .deb at '$LAB_DEB'"
-if [[ -z ${LAB_STANDIN:-} ]]; then
+if [[ -z ${LAB_LIVEKIT:-} ]]; then
   t=$EPOCHREALTIME
-  lab_log "build: cargo build --bin livekit-standin (TEST DOUBLE, lab only)"
-  (cd "$ROOT" && cargo build --locked --bin livekit-standin) >"$LOGS/build-standin.log" 2>&1 \
-    || { tail -20 "$LOGS/build-standin.log" >&2; lab_die "building the stand-in failed"; }
-  LAB_STANDIN=$CARGO_TARGET_DIR/debug/livekit-standin
-  LAB_TIMING[standin]="$(lab_el "$t")s"
+  lab_log "livekit-server: scripts/livekit.sh (the real server, pinned; log $LOGS/livekit.log)"
+  LAB_LIVEKIT=$("$ROOT/scripts/livekit.sh" 2>"$LOGS/livekit.log") \
+    || { cat "$LOGS/livekit.log" >&2; lab_die "no real livekit-server: scripts/livekit.sh needs Go (apt-get install golang-go) or a binary at $("$ROOT/scripts/livekit.sh" --path)"; }
+  LAB_TIMING[livekit]="$(lab_el "$t")s"
 fi
-[[ -x $LAB_STANDIN ]] || lab_die "no stand-in at '$LAB_STANDIN'"
-lab_log "deb: $LAB_DEB; stand-in: $LAB_STANDIN"
+[[ -x $LAB_LIVEKIT ]] || lab_die "no livekit-server at '$LAB_LIVEKIT' (scripts/livekit.sh builds it)"
+LAB_LK_VERSION=$("$LAB_LIVEKIT" --version 2>&1 | head -1)
+[[ $LAB_LK_VERSION == "livekit-server version $("$ROOT/scripts/livekit.sh" --version)" ]] \
+  || lab_die "'$LAB_LIVEKIT --version' says '$LAB_LK_VERSION', not the pinned real server (scripts/livekit.sh)"
+if [[ -z ${LAB_PY:-} ]]; then
+  t=$EPOCHREALTIME
+  LAB_PY=$("$ROOT/tests/media/venv.sh" 2>"$LOGS/venv.log") \
+    || { cat "$LOGS/venv.log" >&2; lab_die "no Python venv with LiveKit's SDK for the media clients (tests/media/venv.sh says why above)"; }
+  LAB_TIMING[venv]="$(lab_el "$t")s"
+fi
+lab_log "deb: $LAB_DEB; livekit-server: $LAB_LIVEKIT ($LAB_LK_VERSION); media clients: $LAB_PY"
 
 # ------------------------------------------------------------------ base, net, boot
 # the lab proper is bounded (the builds are incremental in CI: the deb stage ran before):
@@ -113,6 +126,9 @@ WATCHDOG_PID=$!
 lab_build_base
 lab_net_up
 lab_boot main node-1 node-2
+# the media clients' hosts on the lab bridge (network namespaces, host filesystem: the venv)
+lab_host_up teacher "$LAB_SUBNET.101" && lab_host_up students "$LAB_SUBNET.102" \
+  || lab_die "could not add the client hosts to the lab bridge"
 lab_log "lab settings: heartbeat ${HB}s, dead after $DEAD_MISSED missed, drop-in WatchdogSec=${LAB_WATCHDOG}s (unit default 30s), sysload pinned at $PIN via the drill file for placement checks"
 
 SETUP_WHY=""

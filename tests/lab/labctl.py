@@ -2,7 +2,7 @@
 """tests/lab/labctl.py - in-node client of the three-node lab (tests/lab/lab.sh).
 
 Copied into every lab node and run there with the node's python3 (stdlib only). It talks HTTP
-to the airclass-node control APIs and the LiveKit stand-in over the lab bridge, signs cluster
+to the airclass-node control APIs and to LiveKit's RoomService over the lab bridge, signs cluster
 requests exactly as docs/protocol.md section 2 says (to play the bad actors of scenario 11), and
 polls for state changes with 0.1 s resolution. Every command prints one JSON object on stdout
 (times are absolute unix seconds: the host shares the kernel clock, so lab.sh subtracts its own
@@ -20,8 +20,15 @@ fault-injection timestamp) and exits 0 when its condition held, 1 when not, 2 on
                                                twice, show that the replay changed nothing
   labctl.py sample API SECONDS                 LiveKit state/pid of a node over time (all ready?)
   labctl.py place ROOM NODE...                 the rendezvous winner (protocol section 6)
+  labctl.py until STATE TIMEOUT API...         poll every node's /api/node until each LiveKit state is
+                                               STATE ("ready", "degraded"): the first time per node,
+                                               every state, pid and restart count seen meanwhile
+  labctl.py twirp LKURL METHOD BODY            one RoomService call (Twirp JSON) to a LiveKit, signed
+                                               with the node's API key/secret (/etc/airclass/secrets):
+                                               e.g. CreateRoom '{"name":"r","node_id":"ND_x"}'
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -190,6 +197,28 @@ def cmd_sample(args):
          "pids": sorted(map(str, pids))}, ok)
 
 
+def cmd_until(args):
+    want, timeout, apis = args[0], float(args[1]), args[2:]
+    end = time.time() + timeout
+    first, seen = {}, {a: {"states": [], "pids": [], "restarts": [], "failed_polls": 0} for a in apis}
+    while time.time() < end and len(first) < len(apis):
+        for a in apis:
+            j = get_json(f"{a}/api/node", timeout=1.0)
+            now = time.time()
+            if j is None:
+                seen[a]["failed_polls"] += 1
+                continue
+            lk = j.get("livekit", {})
+            for k, v in (("states", lk.get("state")), ("pids", lk.get("pid")), ("restarts", lk.get("restarts"))):
+                if v not in seen[a][k]:
+                    seen[a][k].append(v)
+            if lk.get("state") == want and a not in first:
+                first[a] = now
+        time.sleep(0.1)
+    ok = len(first) == len(apis)
+    out({"ok": ok, "t": first, "seen": seen}, ok)
+
+
 def jwt_claims(token):
     import base64
     try:
@@ -305,13 +334,47 @@ def score(room, node):
     return int.from_bytes(hashlib.sha256(room.encode() + b"\0" + node.encode()).digest()[:8], "big")
 
 
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def server_token(key, secret, room=None):
+    """A short LiveKit access token (HS256 JWT) with the RoomService grants (roomAdmin applies to
+    the `room` claim only: ListParticipants needs it)."""
+    now = int(time.time())
+    head = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    video = {"roomCreate": True, "roomList": True, "roomAdmin": True}
+    if room:
+        video["room"] = room
+    body = b64url(json.dumps({"iss": key, "sub": "aclab", "nbf": now - 10, "exp": now + 300,
+                              "video": video}).encode())
+    sig = b64url(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def cmd_twirp(args):
+    lk, method, body = args[:3]
+    sec = "/etc/airclass/secrets"
+    room = json.loads(body).get("room")
+    tok = server_token(read_secret(f"{sec}/livekit-api-key").decode(), read_secret(f"{sec}/livekit-api-secret"),
+                       room)
+    st, txt = http("POST", f"{lk}/twirp/livekit.RoomService/{method}", body,
+                   {"Authorization": f"Bearer {tok}", "Content-Type": "application/json"}, timeout=5.0)
+    try:
+        parsed = json.loads(txt)
+    except ValueError:
+        parsed = txt[:300]
+    out({"status": st, "body": parsed}, st == 200)
+
+
 def cmd_place(args):
     room, nodes = args[0], args[1:]
     print(max(sorted(nodes), key=lambda n: score(room, n)))
 
 
 CMDS = {"nodes": cmd_nodes, "wait": cmd_wait, "watch-lk": cmd_watch_lk, "join": cmd_join,
-        "send": cmd_send, "sample": cmd_sample, "replay": cmd_replay, "place": cmd_place}
+        "send": cmd_send, "sample": cmd_sample, "replay": cmd_replay, "place": cmd_place,
+        "twirp": cmd_twirp, "until": cmd_until}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in CMDS:

@@ -166,6 +166,31 @@ lab_net_up() {
   lab_log "netns $LAB_NETNS: $LAB_BR $LAB_BR_IP/24 (no route out)"
 }
 
+# lab_host_up NAME IP   a plain host on the lab bridge: network namespace $LAB_NETNS-NAME (host
+# filesystem, no container) with eth0 = IP/24, its peer vh-NAME on br0. For clients that need
+# the host's tools (e.g. a Python venv); no route out, like the nodes. Removed by lab_teardown.
+lab_host_up() {
+  local n=$1 ip=$2 ns=$LAB_NETNS-$1
+  [[ ${#n} -le 12 ]] || lab_die "host name $n too long (interface vh-NAME must fit 15 chars)"
+  ip netns add "$ns" || return 1
+  ip -n "$ns" link set lo up
+  ip -n "$LAB_NETNS" link add "vh-$n" type veth peer name eth0 netns "$ns" || return 1
+  ip -n "$LAB_NETNS" link set "vh-$n" master "$LAB_BR" up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  LAB_IP[$n]=$ip
+}
+# H NAME cmd...   run a command on a lab host (its network namespace; host filesystem)
+H() { local n=$1; shift; ip netns exec "$LAB_NETNS-$n" "$@"; }
+lab_hosts_down() {  # every $LAB_NETNS-* namespace: kill what runs in it, delete it
+  local ns pid
+  for ns in $(ip netns list | awk '{print $1}'); do
+    [[ $ns == "$LAB_NETNS"-* ]] || continue
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+}
+
 # ------------------------------------------------------------------ nodes
 # lab_add_node NAME [IP]   register a node (IP default: LAB_SUBNET.(10 + index))
 lab_add_node() {
@@ -267,6 +292,7 @@ lab_teardown() {
   local h; for h in systemd unified; do
     [[ -d /sys/fs/cgroup/$h/$LAB_CG ]] && find "/sys/fs/cgroup/$h/$LAB_CG" -depth -type d -exec rmdir {} + 2>/dev/null
   done
+  lab_hosts_down
   [[ -e /run/netns/$LAB_NETNS ]] && ip netns del "$LAB_NETNS"
   if grep -q " $LAB_RUN/" /proc/mounts; then
     grep " $LAB_RUN/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l
@@ -274,6 +300,7 @@ lab_teardown() {
   # leftovers (no "cmd | grep -q" with pipefail: gotcha 10)
   local left="" procs links
   [[ -e /run/netns/$LAB_NETNS ]] && left+=" netns"
+  local nsl; nsl=$(ip netns list); [[ $'\n'$nsl == *$'\n'"$LAB_NETNS"-* ]] && left+=" host-netns"
   [[ -e /sys/fs/cgroup/systemd/$LAB_CG || -e /sys/fs/cgroup/unified/$LAB_CG ]] && left+=" cgroups"
   grep -q " $LAB_RUN/" /proc/mounts && left+=" mounts"
   procs=$(ps -eo args); [[ $procs == *"systemd-nspawn -D $LAB_RUN/"* ]] && left+=" nspawn-processes"
