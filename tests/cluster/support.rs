@@ -55,6 +55,7 @@ pub fn stats(sysload: f64, rooms: &[&str]) -> NodeStats {
         participants: 3 * rooms.len() as u32,
         livekit_health: LivekitHealth::Healthy,
         room_names: rooms.iter().map(|r| r.to_string()).collect(),
+        livekit_node_id: None,
     }
 }
 
@@ -127,7 +128,6 @@ impl MainServer {
             Some(secret()),
             Some(check),
             store,
-            http(),
         );
         let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
         let info = info("main", NodeMode::Main, &url, 7880);
