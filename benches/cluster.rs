@@ -332,6 +332,7 @@ fn fake_stats(i: usize) -> NodeStats {
         participants: 30,
         livekit_health: LivekitHealth::Healthy,
         room_names: vec![format!("room-{i}-a"), format!("room-{i}-b")],
+        livekit_node_id: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct NodeState {
     pub livekit: watch::Receiver<LivekitStatus>,
     pub stats: watch::Receiver<Sample>,
     pub started: Instant,
+    /// The rooms that live on this node (`GET /api/livekit/rooms` on subs and standalone).
+    pub own_rooms: crate::cluster::node::OwnRooms,
 }
 
 /// A JSON error answer.

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, NodeState};
-use crate::livekit::{rooms, LivekitState};
+use crate::livekit::LivekitState;
 
 /// The daemon's event loop answers.
 pub async fn healthz() -> impl IntoResponse {
@@ -47,21 +47,17 @@ pub async fn node(State(s): State<NodeState>) -> impl IntoResponse {
             "restarts": lk.restarts,
             "failed_probes": lk.failed_probes,
             "detail": lk.detail,
+            "node_id": lk.node_id,
         },
         "uptime_secs": s.started.elapsed().as_secs(),
         "stats": st,
     }))
 }
 
-/// This node's rooms, from its LiveKit's RoomService.
+/// This node's rooms, from its LiveKit's RoomService (with Redis: those LiveKit maps to it).
 pub async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, ApiError> {
-    let rooms = rooms::list_rooms(
-        s.node.ports.livekit_port,
-        &s.secrets.api_key,
-        s.secrets.api_secret.expose(),
-    )
-    .await
-    .map_err(|e| {
+    let node_id = s.livekit.borrow().node_id.clone();
+    let rooms = s.own_rooms.list(node_id.as_deref()).await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "livekit_unavailable",

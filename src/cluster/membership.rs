@@ -389,6 +389,13 @@ impl Membership {
             .map(|e| e.info.name.as_str())
     }
 
+    /// The live node whose LiveKit currently has the id `livekit_node_id` (from its heartbeats).
+    pub fn node_by_livekit_id(&self, livekit_node_id: &str) -> Option<&str> {
+        self.live_nodes()
+            .find(|e| e.stats.livekit_node_id.as_deref() == Some(livekit_node_id))
+            .map(|e| e.info.name.as_str())
+    }
+
     /// Where `room` goes: its current live node if any, else rendezvous placement.
     pub fn place(&self, room: &str, sysload_limit: f64) -> Option<Choice> {
         placement::choose_with_existing(

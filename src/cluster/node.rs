@@ -20,7 +20,8 @@ use super::protocol::{
 use super::store::Store;
 use crate::app_token::BadTokenHash;
 use crate::config::{Mode, NodeConfig, Secrets};
-use crate::livekit::{rooms, LivekitState, LivekitStatus};
+use crate::livekit::rooms::{self, Rooms};
+use crate::livekit::{LivekitState, LivekitStatus};
 use crate::stats::Sample;
 use crate::sync::lock;
 
@@ -42,6 +43,8 @@ pub struct ClusterContext {
     pub livekit: watch::Receiver<LivekitStatus>,
     pub stats: watch::Receiver<Sample>,
     pub store: Option<Store>,
+    /// This node's LiveKit RoomService (one client for the daemon's life).
+    pub rooms: Rooms,
     /// Injected discovery (tests); `None` = mDNS when `cluster.mdns` is on.
     pub discovery: Option<Arc<dyn Discovery>>,
     /// For calls to other nodes (built once by the daemon, `tls::http_client`).
@@ -165,8 +168,7 @@ fn health(s: &LivekitStatus) -> LivekitHealth {
 /// Fresh statistics: the sampler's last values, LiveKit's health and its rooms (RoomService).
 pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
     let (stats, lk) = (ctx.stats.clone(), ctx.livekit.clone());
-    let port = ctx.node.ports.livekit_port;
-    let (key, secret) = (ctx.secrets.api_key.clone(), ctx.secrets.api_secret.clone());
+    let own = OwnRooms::new(ctx.rooms.clone(), ctx.store.clone());
     // A slow or hung LiveKit must not delay the heartbeat itself: ask for its rooms with a
     // quarter of a heartbeat at most, and fall back to the last list we got (so main keeps
     // knowing where live rooms are and never splits a classroom because one call was slow).
@@ -175,13 +177,10 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
     Arc::new(move || {
         let sample = *stats.borrow();
         let status = lk.borrow().clone();
-        let (key, secret) = (key.clone(), secret.clone());
-        let last_rooms = last_rooms.clone();
+        let (own, last_rooms) = (own.clone(), last_rooms.clone());
         Box::pin(async move {
             let list = if status.serving() {
-                match tokio::time::timeout(budget, rooms::list_rooms(port, &key, secret.expose()))
-                    .await
-                {
+                match tokio::time::timeout(budget, own.list(status.node_id.as_deref())).await {
                     Ok(Ok(list)) => {
                         lock(&last_rooms).clone_from(&list);
                         list
@@ -194,6 +193,47 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
             node_stats(&sample, &status, &list)
         })
     })
+}
+
+/// The rooms that live on this node.
+#[derive(Clone, Debug)]
+pub struct OwnRooms {
+    rooms: Rooms,
+    store: Option<Store>,
+}
+
+/// Why this node's room list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnRoomsError {
+    #[error(transparent)]
+    Livekit(#[from] rooms::RoomsError),
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+}
+
+impl OwnRooms {
+    /// `store`: the Redis shared with LiveKit (clustered nodes), `None` on a standalone node.
+    pub fn new(rooms: Rooms, store: Option<Store>) -> Self {
+        OwnRooms { rooms, store }
+    }
+
+    /// Standalone: LiveKit's ListRooms as it is. With Redis, ListRooms is cluster-wide (it reads
+    /// LiveKit's shared `rooms` hash), so only the rooms LiveKit's `room_node_map` assigns to
+    /// this node's LiveKit (`node_id`, from its ready line) are ours; none while it is unknown.
+    pub async fn list(&self, node_id: Option<&str>) -> Result<Vec<rooms::RoomView>, OwnRoomsError> {
+        let all = self.rooms.list().await?;
+        let Some(store) = &self.store else {
+            return Ok(all);
+        };
+        let Some(me) = node_id else {
+            return Ok(Vec::new());
+        };
+        let map = store.livekit_room_node_map().await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| map.get(&r.name).is_some_and(|id| id == me))
+            .collect())
+    }
 }
 
 /// The wire statistics from a sample, LiveKit's status and its room list.
@@ -216,6 +256,7 @@ fn node_stats(sample: &Sample, status: &LivekitStatus, list: &[rooms::RoomView])
         participants,
         livekit_health: health(status),
         room_names,
+        livekit_node_id: status.node_id.clone(),
     }
 }
 

@@ -119,6 +119,10 @@ pub struct NodeStats {
     /// Names of the LiveKit rooms live on this node (for sticky placement).
     #[serde(default)]
     pub room_names: Vec<String>,
+    /// LiveKit's id of this node (`ND_…`, from its ready line; new on every LiveKit start):
+    /// what LiveKit's `room_node_map` names. Absent until LiveKit is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub livekit_node_id: Option<String>,
 }
 
 /// `POST /api/cluster/register`.
@@ -439,9 +443,28 @@ impl NodeStats {
                 format!("at most {MAX_ROOMS_PER_NODE} rooms"),
             ));
         }
+        if let Some(id) = &self.livekit_node_id {
+            validate_livekit_node_id(id)?;
+        }
         self.room_names
             .iter()
             .try_for_each(|r| validate_room_name(r))
+    }
+}
+
+/// LiveKit node ids are `ND_` + letters and digits (at most 64 characters).
+pub fn validate_livekit_node_id(id: &str) -> Result<(), ValidationError> {
+    let ok = id.len() <= 64
+        && id
+            .strip_prefix("ND_")
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "livekit_node_id",
+            "must be ND_ followed by letters and digits",
+        ))
     }
 }
 

@@ -276,9 +276,26 @@ fn check_livekit_network(checks: &mut Checks<'_>, lk: &LivekitSection, plan: Opt
     }
 }
 
+/// A main or sub needs LiveKit's ready line: it carries the LiveKit node id that LiveKit's own
+/// `room_node_map` names (placement reads it), and LiveKit logs it at level info.
+fn check_ready_line_visible(checks: &mut Checks<'_>, c: &Config) {
+    if c.node.mode.is_clustered() && matches!(c.livekit.log_level.as_str(), "warn" | "error") {
+        checks.bad(
+            "livekit.log_level",
+            format!(
+                "{:?} hides LiveKit's ready line, which carries the LiveKit node id a main or sub \
+                 node needs to place rooms on itself",
+                c.livekit.log_level
+            ),
+            "use log_level = \"info\" (or \"debug\") on main and sub nodes",
+        );
+    }
+}
+
 /// `[cluster]` and the drill knob `node.sysload_override`.
 fn check_cluster(checks: &mut Checks<'_>, c: &Config) {
     let cl = &c.cluster;
+    check_ready_line_visible(checks, c);
     let id_ok = !cl.id.is_empty()
         && cl.id.len() <= 63
         && cl

@@ -7,11 +7,12 @@ use tokio::sync::{oneshot, watch};
 
 use super::{tasks, Daemon, DaemonError, Livekit};
 use crate::api::{self, NodeState};
-use crate::cluster::node::ClusterContext;
+use crate::cluster::node::{ClusterContext, OwnRooms};
 use crate::cluster::store::Store;
 use crate::cluster::{self, Role};
 use crate::config::NodeConfig;
 use crate::livekit::render;
+use crate::livekit::rooms::Rooms;
 use crate::livekit::{LivekitStatus, Supervisor, SupervisorConfig};
 use crate::redis_conn::RedisConn;
 use crate::stats::Sample;
@@ -56,8 +57,17 @@ impl Daemon {
         let (redis, store) = self.claim_redis().await?;
         let livekit = self.start_livekit(redis).await?;
         let stats = tasks::stats(&self.node, &self.tracker, self.root.child_token());
-        let (role, cluster_status) = self.start_cluster(store, &livekit, &stats, http).await?;
-        self.serve_api(&livekit, &stats, &role).await?;
+        let lk = &self.node.ports;
+        let rooms = Rooms::new(
+            lk.livekit_port,
+            &self.secrets.api_key,
+            self.secrets.api_secret.expose(),
+        );
+        let own_rooms = OwnRooms::new(rooms.clone(), store.clone());
+        let (role, cluster_status) = self
+            .start_cluster(store, rooms, &livekit, &stats, http)
+            .await?;
+        self.serve_api(&livekit, &stats, &role, own_rooms).await?;
         self.announce_ready(&livekit, &cluster_status);
         let (notifier, tracker) = (&self.opts.notifier, &self.tracker);
         let cancel = self.root.child_token();
@@ -151,6 +161,7 @@ impl Daemon {
     async fn start_cluster(
         &mut self,
         store: Option<Store>,
+        rooms: Rooms,
         livekit: &watch::Receiver<LivekitStatus>,
         stats: &watch::Receiver<Sample>,
         http: reqwest::Client,
@@ -162,6 +173,7 @@ impl Daemon {
             livekit: livekit.clone(),
             stats: stats.clone(),
             store,
+            rooms,
             discovery: self.opts.discovery.clone(),
             http,
             tracker: self.tracker.clone(),
@@ -179,6 +191,7 @@ impl Daemon {
         livekit: &watch::Receiver<LivekitStatus>,
         stats: &watch::Receiver<Sample>,
         role: &Role,
+        own_rooms: OwnRooms,
     ) -> Result<(), DaemonError> {
         let state = NodeState {
             node: self.node.clone(),
@@ -186,6 +199,7 @@ impl Daemon {
             livekit: livekit.clone(),
             stats: stats.clone(),
             started: self.started,
+            own_rooms,
         };
         let cancel = self.root.child_token();
         let app = api::router(state, role);

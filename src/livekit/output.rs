@@ -5,6 +5,8 @@
 //! (journald: `LIVEKIT=1`), prefixed `[LiveKit]` as in the original design. When the log is
 //! slower than the child, lines are dropped and counted instead of stalling the child. The last
 //! lines are kept for error reports (LiveKit prints fatal startup errors on stdout and exits 0).
+//! The ready line also carries LiveKit's node id (`nodeID`, new on every start), which the
+//! cluster needs to match LiveKit's own Redis records (`room_node_map`) to our node names.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +28,7 @@ pub const READY_LINE: &str = "starting LiveKit server";
 pub struct OutputTail {
     lines: Arc<Mutex<VecDeque<String>>>,
     ready_line_seen: Arc<AtomicBool>,
+    node_id: Arc<Mutex<Option<String>>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -36,6 +39,9 @@ impl OutputTail {
 
     fn push(&self, line: &str) {
         if line.contains(READY_LINE) {
+            if let (Some(id), Ok(mut slot)) = (ready_line_node_id(line), self.node_id.lock()) {
+                *slot = Some(id);
+            }
             self.ready_line_seen.store(true, Ordering::SeqCst);
         }
         if let Ok(mut l) = self.lines.lock() {
@@ -65,10 +71,32 @@ impl OutputTail {
         self.ready_line_seen.load(Ordering::SeqCst)
     }
 
+    /// LiveKit's node id from its ready line (`None` before it, or at log levels that hide it).
+    pub fn node_id(&self) -> Option<String> {
+        self.node_id.lock().ok().and_then(|id| id.clone())
+    }
+
     /// Lines dropped because the log could not keep up.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// The `nodeID` field of LiveKit's ready line, in the console format
+/// (`… starting LiveKit server\t{"portHttp": 7880, "nodeID": "ND_…", …}`) or the JSON one
+/// (`{"msg":"starting LiveKit server","nodeID":"ND_…",…}`). Only `ND_` + alphanumerics is
+/// accepted: the id goes onto the wire and into Redis lookups.
+pub fn ready_line_node_id(line: &str) -> Option<String> {
+    let rest = &line[line.find(READY_LINE)?..];
+    let after_key = &rest[rest.find("\"nodeID\"")? + "\"nodeID\"".len()..];
+    let value = after_key.trim_start().strip_prefix(':')?.trim_start();
+    let value = value.strip_prefix('"')?;
+    let id = &value[..value.find('"')?];
+    let ok = id.len() <= 64
+        && id
+            .strip_prefix("ND_")
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()));
+    ok.then(|| id.to_owned())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +201,40 @@ mod tests {
             t.summary(2),
             format!("line 49 | {}", t.lines()[TAIL_LINES - 1])
         );
+    }
+
+    #[test]
+    fn node_id_from_the_ready_line_in_both_formats() {
+        let console = "2026-08-16T02:11:13.658Z\tINFO\tlivekit\tservice/server.go:292\tstarting LiveKit server\t{\"portHttp\": 7880, \"nodeID\": \"ND_fPeMV8yHGvre\", \"nodeIP\": \"172.16.20.10\"}";
+        assert_eq!(
+            ready_line_node_id(console).as_deref(),
+            Some("ND_fPeMV8yHGvre")
+        );
+        let json = r#"{"level":"info","msg":"starting LiveKit server","nodeID":"ND_abc123XYZ789","version":"1.13.5"}"#;
+        assert_eq!(ready_line_node_id(json).as_deref(), Some("ND_abc123XYZ789"));
+        // other lines, other nodes' ids before the message, and odd values are not taken
+        assert_eq!(
+            ready_line_node_id(r#"selected node for room {"selectedNodeID": "ND_x"}"#),
+            None
+        );
+        assert_eq!(
+            ready_line_node_id(r#"{"nodeID":"ND_other1","msg":"starting LiveKit server"}"#),
+            None
+        );
+        for bad in [
+            r#""ND_""#,
+            r#""XX_abc""#,
+            r#""ND_a b""#,
+            r#""ND_a\nb""#,
+            "17",
+        ] {
+            let line = format!("starting LiveKit server\t{{\"nodeID\": {bad}}}");
+            assert_eq!(ready_line_node_id(&line), None, "{bad}");
+        }
+        let t = OutputTail::new();
+        assert_eq!(t.node_id(), None);
+        t.push(console);
+        assert_eq!(t.node_id().as_deref(), Some("ND_fPeMV8yHGvre"));
     }
 
     #[tokio::test]

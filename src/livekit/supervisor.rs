@@ -89,6 +89,8 @@ pub struct LivekitStatus {
     pub failed_probes: u32,
     /// Human-readable detail (last verdict, exit status, …).
     pub detail: String,
+    /// LiveKit's node id (`ND_…`, from its ready line; new on every start, `None` until ready).
+    pub node_id: Option<String>,
     /// When the supervisor loop last showed it is alive (a state change, a probe, or a beat of
     /// the readiness poll or the backoff sleep, at least every [`BEAT`]): the watchdog's gate.
     #[serde(skip)]
@@ -103,6 +105,7 @@ impl LivekitStatus {
             restarts: 0,
             failed_probes: 0,
             detail: "not started".into(),
+            node_id: None,
             checked_at: clock::now(),
         }
     }
@@ -304,6 +307,7 @@ impl Supervisor {
             self.set(|s| {
                 s.state = LivekitState::Backoff;
                 s.pid = None;
+                s.node_id = None;
                 s.restarts += 1;
                 s.detail = format!("restart in {delay:?} after: {last}");
             });
@@ -384,6 +388,7 @@ impl Supervisor {
         self.set(|s| {
             s.state = LivekitState::Starting;
             s.pid = pid;
+            s.node_id = None;
             s.failed_probes = 0;
             s.detail = "waiting for GET / to answer 200".into();
         });
@@ -399,6 +404,7 @@ impl Supervisor {
             Readiness::Ready(took) => {
                 self.set(|s| {
                     s.state = LivekitState::Ready;
+                    s.node_id = tail.node_id();
                     s.detail = format!("ready in {} ms", took.as_millis());
                 });
                 tracing::info!(

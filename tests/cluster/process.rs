@@ -29,6 +29,16 @@ fn member(spec: NodeSpec, redis: &Redis) -> NodeSpec {
         .drain_timeout_secs(3)
 }
 
+fn redis_conn(r: &Redis) -> RedisConn {
+    let target = RedisTarget {
+        address: format!("127.0.0.1:{}", r.port),
+        username: None,
+        db: 0,
+        tls: false,
+    };
+    RedisConn::open(&target, None).unwrap()
+}
+
 async fn node_state(main: &Daemon, name: &str) -> Option<String> {
     let (_, v) = main.get_json("/api/cluster/nodes").await;
     v.as_array()?
@@ -96,6 +106,7 @@ async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
     // joins: placed on a live node, the token verifies, the URL is that node's LiveKit
     let verifier = TokenVerifier::with_api_key(API_KEY, API_SECRET);
     let mut seen = std::collections::BTreeSet::new();
+    let mut named = std::collections::BTreeMap::new();
     for i in 0..12 {
         let room = format!("class-{i}");
         let (code, v) = join(
@@ -123,11 +134,40 @@ async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
         };
         assert_eq!(v["livekit_url"], format!("ws://127.0.0.1:{port}"));
         seen.insert(v["node"].as_str().unwrap().to_owned());
+        named.insert(room, v["node"].as_str().unwrap().to_owned());
     }
     assert!(seen.len() >= 2, "{seen:?}");
+    // main made its choice LiveKit's: each room is mapped to the named node's LiveKit id in
+    // LiveKit's own room_node_map, and main's room list says the same
+    let mut ids = std::collections::BTreeMap::new();
+    for d in std::iter::once(&main).chain(subs.iter()) {
+        let (_, n) = d.get_json("/api/node").await;
+        let id = n["livekit"]["node_id"]
+            .as_str()
+            .expect("node_id in /api/node");
+        ids.insert(n["name"].as_str().unwrap().to_owned(), id.to_owned());
+    }
+    let conn = redis_conn(&redis);
+    for (room, node) in &named {
+        let host: Option<String> = conn
+            .query(
+                redis::cmd("HGET").arg("room_node_map").arg(room),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(host.as_ref(), ids.get(node), "{room}: main named {node}");
+    }
     let (code, rooms) = main.get_json("/api/livekit/rooms").await;
     assert_eq!(code, 200);
-    assert!(rooms.is_array(), "{rooms}");
+    for (room, node) in &named {
+        let listed = rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == *room);
+        assert_eq!(listed.map(|r| &r["node"]), Some(&json!(node)), "{rooms}");
+    }
     let (code, _) = subs[0].get_json("/api/livekit/rooms").await;
     assert_eq!(code, 200, "a sub keeps its node-level room list");
 
@@ -204,13 +244,7 @@ async fn sub_without_main_keeps_livekit_and_says_main_node_not_found() {
 #[tokio::test]
 async fn daemon_on_another_clusters_redis_exits_78() {
     let r = Redis::start();
-    let target = RedisTarget {
-        address: format!("127.0.0.1:{}", r.port),
-        username: None,
-        db: 0,
-        tls: false,
-    };
-    let conn = RedisConn::open(&target, None).unwrap();
+    let conn = redis_conn(&r);
     let set = redis::cmd("SET")
         .arg(CLUSTER_ID_KEY)
         .arg("someone-else")

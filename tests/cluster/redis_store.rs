@@ -59,10 +59,13 @@ async fn livekit_room_node_map_keeps_a_live_room_on_its_node() {
     let r = Redis::start();
     let p = probe(&r);
     let m = MainServer::start(Duration::from_secs(1), Some(Store::new(p.clone()))).await;
-    // node-1's LiveKit is reachable at a distinct IP, so LiveKit's node record identifies it
+    // node-1 reports its LiveKit's node id (ND_x) in its heartbeats, as a daemon does from
+    // LiveKit's ready line
     let mut s = sub_settings("node-1", Some(m.url.clone()), Duration::from_secs(1));
     s.info.livekit_url = "ws://127.0.0.5:7890".into();
-    let sub = Sub::start(s, stats(0.1, &[]), None);
+    let mut st = stats(0.1, &[]);
+    st.livekit_node_id = Some("ND_x".into());
+    let sub = Sub::start(s, st, None);
     wait_until(Duration::from_secs(5), || async { sub.handle.registered() })
         .await
         .unwrap();
@@ -75,7 +78,7 @@ async fn livekit_room_node_map_keeps_a_live_room_on_its_node() {
         .map(|i| format!("lk-room-{i}"))
         .find(|r| placement::choose(r, &cands, 0.7).unwrap().node == "main")
         .unwrap();
-    // what LiveKit writes when the room is live on its node ND_x with IP 127.0.0.5
+    // what LiveKit writes when the room is live on its node ND_x
     let node = livekit_protocol::Node {
         id: "ND_x".into(),
         ip: "127.0.0.5".into(),

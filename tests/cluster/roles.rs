@@ -48,6 +48,7 @@ pub fn stats(sysload: f64, rooms: &[&str]) -> NodeStats {
         participants: 3 * rooms.len() as u32,
         livekit_health: LivekitHealth::Healthy,
         room_names: rooms.iter().map(|r| r.to_string()).collect(),
+        livekit_node_id: None,
     }
 }
 
@@ -105,13 +106,7 @@ impl MainServer {
         let port = listener.local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
         let check = AppTokenCheck::from_hex(&token_sha256_hex(APP_TOKEN)).unwrap();
-        let main = Main::new(
-            settings(heartbeat),
-            Some(secret()),
-            Some(check),
-            store,
-            http(),
-        );
+        let main = Main::new(settings(heartbeat), Some(secret()), Some(check), store);
         let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
         let info = info("main", NodeMode::Main, &url, 7880);
         main.register_self(info.clone(), stats(0.1, &[]));

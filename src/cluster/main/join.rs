@@ -1,20 +1,24 @@
-//! Main's answers to the application (and a standalone node's, for itself): `POST /api/rooms/{room}/join` (placement + a LiveKit access
-//! token) and the cluster-wide `GET /api/livekit/rooms`.
+//! Main's answers to the application (and a standalone node's, for itself):
+//! `POST /api/rooms/{room}/join` (placement + a LiveKit access token) and the cluster-wide
+//! `GET /api/livekit/rooms`.
 //!
-//! Placement of a join, in order:
-//! 1. the live node whose heartbeats report the room (membership `room_names`);
-//! 2. the node main placed the room on moments ago (kept 3 heartbeats: covers the gap before the
-//!    node's next heartbeat reports the new room);
-//! 3. LiveKit's own Redis record (`room_node_map` → `nodes` → IP) when exactly one live node
-//!    advertises that IP in its LiveKit URL (on a single host every node shares one IP, so this
-//!    step only helps across hosts);
-//! 4. rendezvous hashing among live nodes under `cluster.sysload_limit` (`placement.rs`).
+//! Where a join goes, in order:
+//! 1. the room's current host: the live node whose heartbeats report it, the node main placed
+//!    it on moments ago, or the node LiveKit's own `room_node_map` names (LiveKit node id →
+//!    our node through the `livekit_node_id` each node reports);
+//! 2. otherwise rendezvous hashing among live nodes under `cluster.sysload_limit`
+//!    (`placement.rs`) — and then main makes that choice LiveKit's: left alone, LiveKit places
+//!    a new room itself when its first participant connects (its own node selector; which
+//!    node's URL the client used does not matter), so main calls CreateRoom with the chosen
+//!    node's LiveKit id before answering, and reads `room_node_map` back (a concurrent join may
+//!    have created the room elsewhere first; LiveKit keeps a live room where it is). When that
+//!    fails, the answer stays advisory (LiveKit then places the room itself; the class works,
+//!    only the balance suffers) and a warning says so.
 //!
 //! The token is signed with the cluster's LiveKit API key/secret through the official
 //! `livekit-api` crate; grants come from `[grants.teacher]` / `[grants.student]`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
@@ -28,18 +32,9 @@ use crate::cluster::placement;
 use crate::cluster::protocol::{
     validate_room_name, ErrorCode, JoinRequest, JoinResponse, Role, RoomView,
 };
-use crate::livekit::rooms;
 use crate::sync::lock;
 
 const PATH: &str = "/api/rooms/{room}/join";
-
-/// The host part of a `ws://HOST:PORT` URL.
-fn url_host(u: &str) -> Option<String> {
-    url::Url::parse(u)
-        .ok()?
-        .host_str()
-        .map(|h| h.trim_matches(['[', ']']).to_owned())
-}
 
 impl Main {
     /// Check `Authorization: Bearer` against the stored hash (401 `unauthorized` otherwise).
@@ -71,18 +66,8 @@ impl Main {
         }
     }
 
-    /// The live node whose LiveKit URL host is `ip`, if exactly one.
-    fn node_by_ip(&self, ip: &str) -> Option<String> {
-        let m = self.membership();
-        let mut hits = m
-            .live_nodes()
-            .filter(|e| url_host(&e.info.livekit_url).as_deref() == Some(ip));
-        let first = hits.next()?.info.name.clone();
-        hits.next().is_none().then_some(first)
-    }
-
-    /// Choose the node for `room` (see the module docs); returns (node, LiveKit URL, reason).
-    pub async fn place(&self, room: &str) -> Result<(String, String, placement::Reason), Refusal> {
+    /// Where `room` lives now, if anywhere (step 1 of the module docs).
+    async fn current_host(&self, room: &str) -> Option<String> {
         let known = {
             let m = self.membership();
             m.room_node(room).map(str::to_owned).or_else(|| {
@@ -92,25 +77,31 @@ impl Main {
                     .map(|(n, _)| n.clone())
             })
         };
-        let existing = match (known, &self.store) {
-            (Some(n), _) => Some(n),
-            (None, Some(store)) => match store.room_host_ip(room).await {
-                Ok(Some(ip)) => self.node_by_ip(&ip),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read LiveKit's room_node_map; placing by hash");
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let m = self.membership();
-        let choice = placement::choose_with_existing(
-            room,
-            existing.as_deref(),
-            &m.candidates(),
-            self.settings.sysload_limit,
-        )
+        if known.is_some() {
+            return known;
+        }
+        match self.store.as_ref()?.livekit_room_node(room).await {
+            Ok(Some(id)) => self.membership().node_by_livekit_id(&id).map(str::to_owned),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read LiveKit's room_node_map; placing by hash");
+                None
+            }
+        }
+    }
+
+    /// Choose the node for `room` (see the module docs); returns (node, LiveKit URL, reason).
+    pub async fn place(&self, room: &str) -> Result<(String, String, placement::Reason), Refusal> {
+        let existing = self.current_host(room).await;
+        let choice = {
+            let m = self.membership();
+            placement::choose_with_existing(
+                room,
+                existing.as_deref(),
+                &m.candidates(),
+                self.settings.sysload_limit,
+            )
+        }
         .ok_or_else(|| {
             self.refuse(
                 PATH,
@@ -119,12 +110,49 @@ impl Main {
                 "no live node can take the room",
             )
         })?;
-        let url = m
-            .get(&choice.node)
+        let (node, reason) = match choice.reason {
+            placement::Reason::Sticky => (choice.node, choice.reason),
+            _ => self.create_on(room, choice.node, choice.reason).await,
+        };
+        let url = self
+            .membership()
+            .get(&node)
             .map(|e| e.info.livekit_url.clone())
             .unwrap_or_default();
-        lock(&self.recent).insert(room.to_owned(), (choice.node.clone(), clock::now()));
-        Ok((choice.node, url, choice.reason))
+        lock(&self.recent).insert(room.to_owned(), (node.clone(), clock::now()));
+        Ok((node, url, reason))
+    }
+
+    /// Make LiveKit host the new `room` on `node` (step 2 of the module docs); returns the node
+    /// that hosts it. Nothing to do without Redis (a standalone node hosts every room itself).
+    async fn create_on(
+        &self,
+        room: &str,
+        node: String,
+        reason: placement::Reason,
+    ) -> (String, placement::Reason) {
+        let Some(store) = &self.store else {
+            return (node, reason);
+        };
+        let id = self
+            .membership()
+            .get(&node)
+            .and_then(|e| e.stats.livekit_node_id.clone());
+        let Some(id) = id else {
+            tracing::warn!(room, node = %node, "node has not reported its LiveKit node id yet; LiveKit will place the room itself");
+            return (node, reason);
+        };
+        if let Err(e) = self.rooms.create_on(room, &id).await {
+            tracing::warn!(room, node = %node, error = %e, "CreateRoom failed; LiveKit will place the room itself");
+            return (node, reason);
+        }
+        match store.livekit_room_node(room).await {
+            Ok(Some(host)) if host != id => match self.membership().node_by_livekit_id(&host) {
+                Some(other) => (other.to_owned(), placement::Reason::Sticky),
+                None => (node, reason),
+            },
+            _ => (node, reason),
+        }
     }
 
     /// A LiveKit access token for `identity` in `room` with the role's grants.
@@ -188,98 +216,54 @@ pub async fn join(
     }))
 }
 
-/// One live node as the room listing needs it.
-struct Host {
-    name: String,
-    api_url: String,
-    room_names: Vec<String>,
-    is_self: bool,
-}
-
-/// `GET /api/livekit/rooms` on main: every live node's rooms, labelled by node. Each node's own
-/// `/api/livekit/rooms` is asked (2 s budget; main lists its LiveKit directly); a node that does
-/// not answer is shown from its last heartbeat (`num_participants: null`).
+/// `GET /api/livekit/rooms` on main: every room of the cluster, labelled by the node that hosts
+/// it. With Redis, one ListRooms on main's own LiveKit (it reads the shared `rooms` hash) and
+/// LiveKit's `room_node_map` name them all — no call to any other node; a room whose LiveKit
+/// node is not a live member shows `node: "unknown"`. Without Redis, or when main's LiveKit does
+/// not answer, the rooms the live nodes' heartbeats reported (`num_participants: null`).
 pub async fn cluster_rooms(State(main): State<Arc<Main>>) -> Json<Vec<RoomView>> {
-    let hosts: Vec<Host> = main
-        .membership()
-        .live_nodes()
-        .map(|e| Host {
-            name: e.info.name.clone(),
-            api_url: e.info.api_url.clone(),
-            room_names: e.stats.room_names.clone(),
-            is_self: e.info.name == main.settings.main_name,
-        })
-        .collect();
-    let mut set = tokio::task::JoinSet::new();
-    for h in hosts {
-        let main = main.clone();
-        set.spawn(async move {
-            let fetched = tokio::time::timeout(Duration::from_secs(2), fetch_rooms(&main, &h))
-                .await
-                .ok()
-                .flatten();
-            fetched.unwrap_or_else(|| {
-                h.room_names
-                    .iter()
-                    .map(|r| RoomView {
-                        name: r.clone(),
-                        node: h.name.clone(),
-                        num_participants: None,
-                    })
-                    .collect()
-            })
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        out.extend(r.unwrap_or_default());
-    }
+    let mut out = match livekit_rooms(&main).await {
+        Some(list) => list,
+        None => heartbeat_rooms(&main),
+    };
     out.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
     Json(out)
 }
 
-async fn fetch_rooms(main: &Main, h: &Host) -> Option<Vec<RoomView>> {
-    let to_view = |name: String, n: Option<u32>| RoomView {
-        name,
-        node: h.name.clone(),
-        num_participants: n,
-    };
-    if h.is_self {
-        let s = &main.settings;
-        let list = rooms::list_rooms(s.local_livekit_port, &s.api_key, s.api_secret.expose())
-            .await
-            .ok()?;
-        return Some(
-            list.into_iter()
-                .map(|r| to_view(r.name, Some(r.num_participants)))
-                .collect(),
-        );
-    }
-    let v: serde_json::Value = main
-        .http
-        .get(format!(
-            "{}/api/livekit/rooms",
-            h.api_url.trim_end_matches('/')
-        ))
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let list = v.get("rooms")?.as_array()?;
+/// The cluster's rooms from LiveKit's own records (see [`cluster_rooms`]).
+async fn livekit_rooms(main: &Main) -> Option<Vec<RoomView>> {
+    let store = main.store.as_ref()?;
+    let list = main.rooms.list().await.ok()?;
+    let map = store.livekit_room_node_map().await.ok()?;
+    let m = main.membership();
     Some(
-        list.iter()
-            .filter_map(|r| {
-                let name = r.get("name")?.as_str()?.to_owned();
-                let n = r
-                    .get("num_participants")
-                    .and_then(|n| n.as_u64())
-                    .and_then(|n| u32::try_from(n).ok());
-                Some(to_view(name, n))
+        list.into_iter()
+            .map(|r| {
+                let node = map
+                    .get(&r.name)
+                    .and_then(|id| m.node_by_livekit_id(id))
+                    .unwrap_or("unknown")
+                    .to_owned();
+                RoomView {
+                    name: r.name,
+                    node,
+                    num_participants: Some(r.num_participants),
+                }
             })
             .collect(),
     )
+}
+
+/// The rooms the live nodes reported in their last heartbeats.
+fn heartbeat_rooms(main: &Main) -> Vec<RoomView> {
+    main.membership()
+        .live_nodes()
+        .flat_map(|e| {
+            e.stats.room_names.iter().map(|r| RoomView {
+                name: r.clone(),
+                node: e.info.name.clone(),
+                num_participants: None,
+            })
+        })
+        .collect()
 }

@@ -31,6 +31,7 @@ use crate::app_token::AppTokenCheck;
 use crate::clock::{self, Instant};
 use crate::config::schema::{ApiSection, ClusterSection, GrantsSection};
 use crate::config::{Mode, Secret};
+use crate::livekit::rooms::Rooms;
 use crate::sync::lock;
 
 /// Lifetime of join tokens.
@@ -126,7 +127,8 @@ pub struct Main {
     /// room → (node, placed at): joins placed before the node's heartbeat reports the room.
     recent: Mutex<BTreeMap<String, (String, Instant)>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
-    http: reqwest::Client,
+    /// Main's own LiveKit RoomService: the cluster-wide room list and CreateRoom on any node.
+    rooms: Rooms,
     identity: String,
 }
 
@@ -147,14 +149,12 @@ pub struct StatusOut {
 }
 
 impl Main {
-    /// `secret: None` makes a standalone "main" that only serves joins for itself. `http` is
-    /// for asking other nodes for their rooms.
+    /// `secret: None` makes a standalone "main" that only serves joins for itself.
     pub fn new(
         settings: MainSettings,
         secret: Option<ClusterSecret>,
         app_token: Option<AppTokenCheck>,
         store: Option<Store>,
-        http: reqwest::Client,
     ) -> Arc<Self> {
         let cfg = MembershipConfig::new(
             settings.heartbeat,
@@ -168,7 +168,13 @@ impl Main {
                 auth::DEFAULT_MAX_NONCES,
             ))
         });
+        let rooms = Rooms::new(
+            settings.local_livekit_port,
+            &settings.api_key,
+            settings.api_secret.expose(),
+        );
         Arc::new(Main {
+            rooms,
             settings,
             membership: Mutex::new(Membership::new(cfg)),
             verifier,
@@ -176,7 +182,6 @@ impl Main {
             store,
             recent: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
-            http,
             identity: super::protocol::new_identity(&mut rand::thread_rng()),
         })
     }
@@ -305,7 +310,6 @@ pub async fn start(
         secret,
         app_token,
         ctx.store.clone(),
-        ctx.http.clone(),
     );
     main.register_self(info.clone(), stats().await);
     let clustered = ctx.node.mode == Mode::Main;

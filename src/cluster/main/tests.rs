@@ -52,14 +52,14 @@ fn stats() -> NodeStats {
         participants: 0,
         livekit_health: LivekitHealth::Healthy,
         room_names: Vec::new(),
+        livekit_node_id: None,
     }
 }
 
 /// Main with its ticker running; node-1 registered at the returned instant.
 fn main_with_node() -> (Arc<Main>, Instant, CancellationToken) {
     let secret = ClusterSecret::from_text(SECRET).unwrap();
-    let http = crate::tls::test_client();
-    let main = Main::new(settings(), Some(secret), None, None, http);
+    let main = Main::new(settings(), Some(secret), None, None);
     main.register_self(info("main"), stats());
     let t0 = clock::now();
     main.membership()

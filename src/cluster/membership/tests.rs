@@ -33,6 +33,7 @@ fn stats(sysload: f64, rooms: &[&str]) -> NodeStats {
         participants: 0,
         livekit_health: LivekitHealth::Healthy,
         room_names: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        livekit_node_id: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn sample_stats() -> NodeStats {
         participants: 3,
         livekit_health: LivekitHealth::Healthy,
         room_names: vec!["physics-101".to_owned()],
+        livekit_node_id: None,
     }
 }
 
@@ -206,7 +207,8 @@ proptest! {
                         cpus in 1u32..512, rooms in proptest::collection::vec("[a-z0-9 -]{1,20}", 0..8)) {
         let s = NodeStats { cpu_percent: cpu, memory_used_bytes: used, memory_total_bytes: total,
             load1: load, sysload: load / f64::from(cpus), num_cpus: cpus, rooms: rooms.len() as u32,
-            participants: 0, livekit_health: LivekitHealth::Degraded, room_names: rooms };
+            participants: 0, livekit_health: LivekitHealth::Degraded, room_names: rooms,
+            livekit_node_id: Some("ND_abc123".into()) };
         let back: NodeStats = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         let close = |a: f64, b: f64| (a - b).abs() <= a.abs() * 1e-12;
         prop_assert!(close(back.cpu_percent, s.cpu_percent) && close(back.load1, s.load1)

@@ -48,6 +48,7 @@ fn stats() -> StatsSource {
                 participants: 0,
                 livekit_health: LivekitHealth::Healthy,
                 room_names: Vec::new(),
+                livekit_node_id: None,
             }
         })
     })

@@ -292,6 +292,19 @@ fn bad_27_relative_binary() {
 }
 
 #[test]
+fn bad_30_quiet_log_level_on_a_clustered_node() {
+    let f = Fixture::new("[node]\nmode = \"sub\"\n[livekit]\nlog_level = \"warn\"\n");
+    one_problem(
+        &f,
+        "node-1",
+        "livekit.log_level",
+        "hides LiveKit's ready line",
+    );
+    let standalone = Fixture::new("[livekit]\nlog_level = \"warn\"\n");
+    assert!(standalone.resolve("main").is_ok());
+}
+
+#[test]
 fn bad_28_livekit_url() {
     let f = Fixture::new("").env("LIVEKIT_URL", "http://x:7880");
     one_problem(&f, "main", "livekit.url", "ws://");

@@ -163,6 +163,7 @@ async fn no_ping_once_livekit_failed_for_good() {
         restarts: 5,
         failed_probes: 0,
         detail: "budget exhausted".into(),
+        node_id: None,
         checked_at: clock::now(),
     });
     let (log, cancel) = start_watchdog(&rx);
