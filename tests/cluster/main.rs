@@ -12,11 +12,13 @@
 mod support;
 
 mod discovery;
+mod hostile;
 mod joins;
 mod live;
 mod netns;
 mod partition;
 mod process;
+mod redis_load;
 mod redis_store;
 mod refusals;
 mod roles;

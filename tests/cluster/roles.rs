@@ -99,6 +99,19 @@ impl MainServer {
     }
 
     pub async fn start_on(port: u16, heartbeat: Duration, store: Option<Store>) -> Self {
+        Self::serve(port, 1, heartbeat, store).await
+    }
+
+    /// A main whose own LiveKit answers (or not) on `livekit_port`.
+    pub async fn start_with_livekit(
+        livekit_port: u16,
+        heartbeat: Duration,
+        store: Option<Store>,
+    ) -> Self {
+        Self::serve(0, livekit_port, heartbeat, store).await
+    }
+
+    async fn serve(port: u16, livekit_port: u16, heartbeat: Duration, store: Option<Store>) -> Self {
         init();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
@@ -106,7 +119,11 @@ impl MainServer {
         let port = listener.local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
         let check = AppTokenCheck::from_hex(&token_sha256_hex(APP_TOKEN)).unwrap();
-        let main = Main::new(settings(heartbeat), Some(secret()), Some(check), store);
+        let settings = MainSettings {
+            local_livekit_port: livekit_port,
+            ..settings(heartbeat)
+        };
+        let main = Main::new(settings, Some(secret()), Some(check), store);
         let (stats_tx, stats_rx) = watch::channel(stats(0.1, &[]));
         let info = info("main", NodeMode::Main, &url, 7880);
         main.register_self(info.clone(), stats(0.1, &[]));
