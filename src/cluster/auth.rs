@@ -10,20 +10,24 @@
 //!
 //! (no trailing newline; METHOD as sent, e.g. `POST`; PATH the request target as sent, with its
 //! query if any; TIMESTAMP decimal unix seconds; NONCE 32 lowercase hex digits; hex lowercase).
-//! [`Verifier`] checks, in order: headers present, well formed, clock skew within the window,
-//! signature (constant time), nonce not seen, replay cache not full; only then records the nonce,
-//! so unsigned garbage cannot fill the cache.
+//! [`Verifier`] checks in two steps. [`Verifier::authenticate`] (no state, no lock): headers
+//! present, well formed, clock skew within the window, signature (constant time).
+//! [`Verifier::admit`], once the caller knows who signed (main reads the body's name and
+//! identity and asks its table): nonce not seen, the sender's budget not spent; only then is
+//! the nonce recorded, so unsigned garbage cannot fill the cache.
 //!
-//! Replay cache: a nonce is remembered until `timestamp + window`, after which the skew check
-//! alone refuses the request, so forgetting it is safe. The cache holds at most `max_nonces`
-//! entries; when it is full of unexpired nonces, new requests are refused (`CacheFull`, HTTP 503)
-//! rather than forgetting a nonce that could still be replayed. 1000 nodes at 1 Hz with a 30 s
-//! window need at most 60 000 entries, under the default 100 000.
+//! Replay cache ([`replay`]): a nonce is remembered until `timestamp + window`, after which the
+//! skew check alone refuses the request, so forgetting it is safe. Each sender has its own
+//! budget of unexpired nonces (a member of main's table 128, strangers 64 per name and 4096 in
+//! all); a sender over its budget is refused (`busy`, HTTP 503) rather than forgetting a nonce
+//! that could still be replayed — and only that sender: one node's flood locks nobody else out.
 //!
 //! Application tokens (the web backend → join endpoint) are another matter: `crate::app_token`.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod replay;
+
 use std::fmt;
+use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -31,6 +35,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::protocol::ErrorCode;
+use crate::sync::lock;
+pub use replay::{Limits, Sender};
 
 pub const SCHEME: &str = "AIRCLASS-HMAC-SHA256";
 pub const HEADER_TIMESTAMP: &str = "X-Airclass-Timestamp";
@@ -41,8 +47,6 @@ pub const HEADER_NODE: &str = "X-Airclass-Node";
 pub const MIN_SECRET_LEN: usize = 32;
 /// Default allowed clock difference, seconds, either way.
 pub const DEFAULT_MAX_SKEW_SECS: u64 = 30;
-/// Default replay-cache capacity.
-pub const DEFAULT_MAX_NONCES: usize = 100_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -196,8 +200,12 @@ pub enum AuthError {
     Replay,
     #[error("signature does not match")]
     BadSignature,
-    #[error("replay cache is full ({max} unexpired nonces); retry shortly")]
+    #[error(
+        "replay cache for unregistered senders is full ({max} unexpired nonces); retry shortly"
+    )]
     CacheFull { max: usize },
+    #[error("node {node:?} sends too fast: {max} unexpired nonces within the replay window; retry shortly")]
+    SenderBusy { node: String, max: usize },
 }
 
 impl AuthError {
@@ -209,7 +217,7 @@ impl AuthError {
             }
             AuthError::Skew { .. } => ErrorCode::Skew,
             AuthError::Replay => ErrorCode::Replay,
-            AuthError::CacheFull { .. } => ErrorCode::Busy,
+            AuthError::CacheFull { .. } | AuthError::SenderBusy { .. } => ErrorCode::Busy,
         }
     }
 }
@@ -247,61 +255,65 @@ fn parse_signature(s: &str) -> Result<[u8; 32], AuthError> {
     Ok(out)
 }
 
-/// Checks signed requests and remembers their nonces.
+/// A request whose headers, timestamp and signature checked out; not yet admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authentic {
+    nonce: [u8; 16],
+    /// Until when its nonce must be remembered (unix seconds).
+    expiry: u64,
+}
+
+/// Checks signed requests and remembers their nonces (see the module documentation).
 #[derive(Debug)]
 pub struct Verifier {
     secret: ClusterSecret,
     window: u64,
-    max_nonces: usize,
-    /// nonce → expiry (unix seconds, inclusive: the nonce is kept while `now <= expiry`).
-    seen: HashMap<[u8; 16], u64>,
-    /// expiry → nonces, for eviction in time order.
-    by_expiry: BTreeMap<u64, Vec<[u8; 16]>>,
+    cache: Mutex<replay::ReplayCache>,
 }
 
 impl Verifier {
-    /// Default window (30 s) and capacity (100 000 nonces).
+    /// Default window (30 s) and budgets ([`Limits::default`]).
     pub fn new(secret: ClusterSecret) -> Self {
-        Verifier::with_limits(secret, DEFAULT_MAX_SKEW_SECS, DEFAULT_MAX_NONCES)
+        Verifier::with_budgets(secret, DEFAULT_MAX_SKEW_SECS, Limits::default())
     }
 
+    /// Every budget `max_nonces` (small caches in tests).
     pub fn with_limits(secret: ClusterSecret, max_skew_secs: u64, max_nonces: usize) -> Self {
+        Verifier::with_budgets(secret, max_skew_secs, Limits::uniform(max_nonces))
+    }
+
+    pub fn with_budgets(secret: ClusterSecret, max_skew_secs: u64, limits: Limits) -> Self {
         Verifier {
             secret,
             window: max_skew_secs,
-            max_nonces,
-            seen: HashMap::new(),
-            by_expiry: BTreeMap::new(),
+            cache: Mutex::new(replay::ReplayCache::new(limits)),
         }
     }
 
     /// Nonces currently remembered.
     pub fn cached_nonces(&self) -> usize {
-        self.seen.len()
+        lock(&self.cache).len()
+    }
+
+    /// Unexpired nonces `sender` holds.
+    pub fn held_by(&self, sender: Sender<'_>) -> usize {
+        lock(&self.cache).held_by(sender)
     }
 
     /// Forget nonces whose request timestamp is now outside the window.
-    pub fn evict(&mut self, now_unix: u64) {
-        while let Some(entry) = self.by_expiry.first_entry() {
-            if *entry.key() >= now_unix {
-                break;
-            }
-            for n in entry.remove() {
-                self.seen.remove(&n);
-            }
-        }
+    pub fn evict(&self, now_unix: u64) {
+        lock(&self.cache).evict(now_unix);
     }
 
-    /// Verify one request. On success the nonce is recorded; on any error nothing changes
-    /// (except that expired nonces may be evicted).
-    pub fn verify(
-        &mut self,
+    /// Step 1: headers, skew, signature. Changes nothing.
+    pub fn authenticate(
+        &self,
         method: &str,
         path: &str,
         headers: &ReceivedHeaders<'_>,
         body: &[u8],
         now_unix: u64,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Authentic, AuthError> {
         headers
             .node
             .filter(|n| !n.is_empty())
@@ -330,20 +342,34 @@ impl Verifier {
         if !bool::from(expected.ct_eq(&sig)) {
             return Err(AuthError::BadSignature);
         }
+        Ok(Authentic {
+            nonce: nonce_key,
+            expiry: ts_val.saturating_add(self.window),
+        })
+    }
 
-        self.evict(now_unix);
-        if self.seen.contains_key(&nonce_key) {
-            return Err(AuthError::Replay);
-        }
-        if self.seen.len() >= self.max_nonces {
-            return Err(AuthError::CacheFull {
-                max: self.max_nonces,
-            });
-        }
-        let expiry = ts_val.saturating_add(self.window);
-        self.seen.insert(nonce_key, expiry);
-        self.by_expiry.entry(expiry).or_default().push(nonce_key);
-        Ok(())
+    /// Step 2: not a replay, and within `sender`'s budget; then the nonce is recorded.
+    pub fn admit(&self, a: &Authentic, sender: Sender<'_>, now_unix: u64) -> Result<(), AuthError> {
+        lock(&self.cache).admit(a.nonce, a.expiry, sender, now_unix)
+    }
+
+    /// Both steps, the sender counted as a stranger by its `X-Airclass-Node` header. On success
+    /// the nonce is recorded; on any error nothing changes (except that expired nonces may be
+    /// evicted).
+    pub fn verify(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &ReceivedHeaders<'_>,
+        body: &[u8],
+        now_unix: u64,
+    ) -> Result<(), AuthError> {
+        let a = self.authenticate(method, path, headers, body, now_unix)?;
+        self.admit(
+            &a,
+            Sender::Stranger(headers.node.unwrap_or_default()),
+            now_unix,
+        )
     }
 }
 

@@ -4,7 +4,9 @@
 //! `docs/protocol.md` describes the protocol in prose.
 //!
 //! The async shells, each using only what is listed before it:
-//! - [`store`]: Redis (our cluster-id marker, read-only views of LiveKit's room map);
+//! - [`flight`]: one call at a time with its answer shared (public GETs that reach LiveKit);
+//! - [`store`]: Redis (our cluster-id marker and its guard, read-only views of LiveKit's room
+//!   map);
 //! - [`discovery`]: mDNS and the in-memory implementation for tests;
 //! - [`node`]: this node as the cluster sees it (context, node info, statistics, advert);
 //! - [`main`]: the main role (membership table, endpoints, joins), also a standalone node's
@@ -14,6 +16,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod flight;
 pub mod main;
 pub mod membership;
 pub mod node;
@@ -32,7 +35,7 @@ use crate::redis_conn::RedisConn;
 use discovery::{Discovery, MdnsDiscovery};
 use main::Main;
 use node::{ClusterContext, ClusterError};
-use store::{Claim, Store, StoreError};
+use store::{Claim, MarkerState, Store, StoreError};
 use sub::SubHandle;
 
 /// Budget for `/leave` on a graceful stop.
@@ -117,7 +120,7 @@ pub async fn start(ctx: ClusterContext) -> Result<ClusterHandle, ClusterError> {
             tracing::warn!(error = %e, "cannot advertise over mDNS");
         }
     }
-    let (status_tx, status) = watch::channel(String::new());
+    let (status_tx, role_status) = watch::channel(String::new());
     let role = match ctx.node.mode {
         Mode::Sub => Role::Sub(sub::start(
             &ctx,
@@ -129,9 +132,59 @@ pub async fn start(ctx: ClusterContext) -> Result<ClusterHandle, ClusterError> {
         Mode::Main => Role::Main(main::start(&ctx, info, stats, status_tx).await?),
         Mode::Standalone => Role::Standalone(main::start(&ctx, info, stats, status_tx).await?),
     };
+    let status = match &ctx.store {
+        Some(store) => {
+            let marker = store::guard_marker(
+                store.clone(),
+                ctx.node.config.cluster.id.clone(),
+                &ctx.tracker,
+                ctx.cancel.child_token(),
+            );
+            with_marker(&ctx, store.address(), role_status, marker)
+        }
+        None => role_status,
+    };
     Ok(ClusterHandle {
         role,
         status,
         discovery,
     })
+}
+
+/// The role's status line, then the marker guard's report when it has one.
+fn status_text(role: &str, marker: &MarkerState, address: &str, ours: &str) -> String {
+    let report = marker.status(address, ours);
+    match (role.is_empty(), report.is_empty()) {
+        (_, true) => role.to_owned(),
+        (true, false) => report,
+        (false, false) => format!("{role}; {report}"),
+    }
+}
+
+/// A status watch that follows the role's line and the marker guard's report (set at once, so
+/// `READY=1` already carries it).
+fn with_marker(
+    ctx: &ClusterContext,
+    address: &str,
+    mut role: watch::Receiver<String>,
+    mut marker: watch::Receiver<MarkerState>,
+) -> watch::Receiver<String> {
+    let (address, ours) = (address.to_owned(), ctx.node.config.cluster.id.clone());
+    let text = move |r: &watch::Receiver<String>, m: &watch::Receiver<MarkerState>| {
+        status_text(&r.borrow(), &m.borrow(), &address, &ours)
+    };
+    let (tx, rx) = watch::channel(text(&role, &marker));
+    let cancel = ctx.cancel.child_token();
+    ctx.tracker.spawn(async move {
+        let (mut role_open, mut marker_open) = (true, true);
+        while role_open || marker_open {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = role.changed(), if role_open => role_open = r.is_ok(),
+                r = marker.changed(), if marker_open => marker_open = r.is_ok(),
+            }
+            node::publish(&tx, text(&role, &marker));
+        }
+    });
+    rx
 }

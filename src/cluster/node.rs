@@ -195,11 +195,19 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
     })
 }
 
-/// The rooms that live on this node.
+/// Budget of one listing of this node's rooms (the shared call and the wait for it).
+pub const OWN_ROOMS_BUDGET: Duration = Duration::from_secs(5);
+
+/// A listing for one LiveKit node id: the rooms, or why not.
+type Listing = (Option<String>, Result<Vec<rooms::RoomView>, String>);
+
+/// The rooms that live on this node. Clones share one call at a time to LiveKit (a public GET
+/// may come from anyone, any number at once: they share the answer of one ListRooms).
 #[derive(Clone, Debug)]
 pub struct OwnRooms {
     rooms: Rooms,
     store: Option<Store>,
+    flight: Arc<super::flight::Flight<Listing>>,
 }
 
 /// Why this node's room list could not be read.
@@ -209,18 +217,49 @@ pub enum OwnRoomsError {
     Livekit(#[from] rooms::RoomsError),
     #[error(transparent)]
     Store(#[from] super::store::StoreError),
+    #[error("{0}")]
+    Shared(String),
+    #[error("LiveKit's room list did not come within {0:?}")]
+    Timeout(Duration),
 }
 
 impl OwnRooms {
     /// `store`: the Redis shared with LiveKit (clustered nodes), `None` on a standalone node.
     pub fn new(rooms: Rooms, store: Option<Store>) -> Self {
-        OwnRooms { rooms, store }
+        OwnRooms {
+            rooms,
+            store,
+            flight: Arc::default(),
+        }
+    }
+
+    /// [`OwnRooms::fetch`] through the shared call (see the type's documentation).
+    pub async fn list(&self, node_id: Option<&str>) -> Result<Vec<rooms::RoomView>, OwnRoomsError> {
+        let id = node_id.map(str::to_owned);
+        let call = || async {
+            let r = self.fetch(id.as_deref()).await.map_err(|e| e.to_string());
+            (id.clone(), r)
+        };
+        let shared = self
+            .flight
+            .get(OWN_ROOMS_BUDGET, call)
+            .await
+            .ok_or(OwnRoomsError::Timeout(OWN_ROOMS_BUDGET))?;
+        match &*shared {
+            // a call made for another LiveKit node id (LiveKit just restarted): ask again
+            (got, _) if got.as_deref() != node_id => self.fetch(node_id).await,
+            (_, Ok(list)) => Ok(list.clone()),
+            (_, Err(e)) => Err(OwnRoomsError::Shared(e.clone())),
+        }
     }
 
     /// Standalone: LiveKit's ListRooms as it is. With Redis, ListRooms is cluster-wide (it reads
     /// LiveKit's shared `rooms` hash), so only the rooms LiveKit's `room_node_map` assigns to
     /// this node's LiveKit (`node_id`, from its ready line) are ours; none while it is unknown.
-    pub async fn list(&self, node_id: Option<&str>) -> Result<Vec<rooms::RoomView>, OwnRoomsError> {
+    pub async fn fetch(
+        &self,
+        node_id: Option<&str>,
+    ) -> Result<Vec<rooms::RoomView>, OwnRoomsError> {
         let all = self.rooms.list().await?;
         let Some(store) = &self.store else {
             return Ok(all);

@@ -77,14 +77,28 @@ pub struct Choice {
 
 /// Rendezvous score of `node` for `room` (see the module documentation).
 pub fn score(room: &str, node: &str) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(room.as_bytes())
-        .chain_update([0u8])
-        .chain_update(node.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    Scorer::new(room).score(node)
+}
+
+/// Scores of one room: the room's part of the hash is absorbed once.
+#[derive(Clone)]
+pub struct Scorer(Sha256);
+
+impl Scorer {
+    pub fn new(room: &str) -> Self {
+        Scorer(
+            Sha256::new()
+                .chain_update(room.as_bytes())
+                .chain_update([0u8]),
+        )
+    }
+
+    pub fn score(&self, node: &str) -> u64 {
+        let digest = self.0.clone().chain_update(node.as_bytes()).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
 }
 
 /// Does `(name_a, score_a)` rank above `(name_b, score_b)`? Higher score, then smaller name.
@@ -92,35 +106,85 @@ fn ranks_above(name_a: &str, score_a: u64, name_b: &str, score_b: u64) -> bool {
     score_a > score_b || (score_a == score_b && name_a < name_b)
 }
 
-fn best<'a>(room: &str, it: impl Iterator<Item = &'a Candidate>) -> Option<(&'a Candidate, u64)> {
-    it.map(|c| (c, score(room, &c.name)))
-        .fold(None, |acc, (c, s)| match acc {
-            Some((b, bs)) if !ranks_above(&c.name, s, &b.name, bs) => Some((b, bs)),
-            _ => Some((c, s)),
-        })
+/// What placement reads of a candidate: a [`Candidate`], or main's shared table slots.
+pub trait CandidateView {
+    fn name(&self) -> &str;
+    fn sysload(&self) -> f64;
+    fn liveness(&self) -> Liveness;
+}
+
+impl CandidateView for Candidate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn sysload(&self) -> f64 {
+        self.sysload
+    }
+    fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+}
+
+impl<T: CandidateView + ?Sized> CandidateView for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn sysload(&self) -> f64 {
+        (**self).sysload()
+    }
+    fn liveness(&self) -> Liveness {
+        (**self).liveness()
+    }
+}
+
+/// The best so far: keep `cur` unless `(name, score)` ranks above it (first seen wins ties).
+fn better<'a>(cur: Option<(&'a str, u64)>, name: &'a str, score: u64) -> Option<(&'a str, u64)> {
+    match cur {
+        Some((b, bs)) if !ranks_above(name, score, b, bs) => Some((b, bs)),
+        _ => Some((name, score)),
+    }
 }
 
 /// Choose a node for a new room (no stickiness). `None` when no candidate is live.
 pub fn choose(room: &str, candidates: &[Candidate], sysload_limit: f64) -> Option<Choice> {
-    let alive = || candidates.iter().filter(|c| c.liveness == Liveness::Alive);
-    let pick = |found: Option<(&Candidate, u64)>, reason| {
-        found.map(|(c, score)| Choice {
-            node: c.name.clone(),
+    choose_among(room, candidates, sysload_limit)
+}
+
+/// [`choose`] over any candidates, in one pass that hashes each live candidate once and copies
+/// only the winner's name.
+pub fn choose_among<'a, C: CandidateView + 'a>(
+    room: &str,
+    candidates: impl IntoIterator<Item = &'a C>,
+    sysload_limit: f64,
+) -> Option<Choice> {
+    let scorer = Scorer::new(room);
+    let (mut under, mut alive, mut suspect) = (None, None, None);
+    for c in candidates {
+        let liveness = c.liveness();
+        if liveness == Liveness::Down {
+            continue;
+        }
+        let name = c.name();
+        let s = scorer.score(name);
+        if liveness == Liveness::Alive {
+            if c.sysload() < sysload_limit {
+                under = better(under, name, s);
+            }
+            alive = better(alive, name, s);
+        } else {
+            suspect = better(suspect, name, s);
+        }
+    }
+    let pick = |found: Option<(&str, u64)>, reason| {
+        found.map(|(node, score)| Choice {
+            node: node.to_owned(),
             score,
             reason,
         })
     };
-    pick(
-        best(room, alive().filter(|c| c.sysload < sysload_limit)),
-        Reason::UnderLimit,
-    )
-    .or_else(|| pick(best(room, alive()), Reason::AllOverloaded))
-    .or_else(|| {
-        let suspect = candidates
-            .iter()
-            .filter(|c| c.liveness == Liveness::Suspect);
-        pick(best(room, suspect), Reason::SuspectOnly)
-    })
+    pick(under, Reason::UnderLimit)
+        .or_else(|| pick(alive, Reason::AllOverloaded))
+        .or_else(|| pick(suspect, Reason::SuspectOnly))
 }
 
 /// Choose a node for `room`, keeping it on `existing_node` when that node is a live candidate.
@@ -441,6 +505,72 @@ mod tests {
                     prop_assert_eq!(&choose(r, &c, f64::INFINITY).unwrap().node, &got.node);
                 }
             }
+        }
+    }
+
+    /// The three-pass selection as first written (before the one-pass `choose_among`).
+    fn reference(room: &str, candidates: &[Candidate], sysload_limit: f64) -> Option<Choice> {
+        fn best<'a>(
+            room: &str,
+            it: &mut dyn Iterator<Item = &'a Candidate>,
+        ) -> Option<(&'a Candidate, u64)> {
+            it.map(|c| (c, score(room, &c.name))).fold(
+                None,
+                |acc: Option<(&Candidate, u64)>, (c, s)| match acc {
+                    Some((b, bs)) if !ranks_above(&c.name, s, &b.name, bs) => Some((b, bs)),
+                    _ => Some((c, s)),
+                },
+            )
+        }
+        let pick = |found: Option<(&Candidate, u64)>, reason| {
+            found.map(|(c, score)| Choice {
+                node: c.name.clone(),
+                score,
+                reason,
+            })
+        };
+        let alive = || candidates.iter().filter(|c| c.liveness == Liveness::Alive);
+        pick(
+            best(room, &mut alive().filter(|c| c.sysload < sysload_limit)),
+            Reason::UnderLimit,
+        )
+        .or_else(|| pick(best(room, &mut alive()), Reason::AllOverloaded))
+        .or_else(|| {
+            let mut suspect = candidates
+                .iter()
+                .filter(|c| c.liveness == Liveness::Suspect);
+            pick(best(room, &mut suspect), Reason::SuspectOnly)
+        })
+    }
+
+    fn any_candidate() -> impl Strategy<Value = Candidate> {
+        let load = prop_oneof![0.0f64..1.5, Just(f64::NAN), Just(0.7)];
+        let live = prop_oneof![
+            Just(Liveness::Alive),
+            Just(Liveness::Suspect),
+            Just(Liveness::Down)
+        ];
+        ("node-[0-9]{1,2}", load, live).prop_map(|(name, sysload, liveness)| Candidate {
+            name,
+            sysload,
+            liveness,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_is_the_three_pass_selection(cands in proptest::collection::vec(any_candidate(), 0..24),
+                                                rooms in rooms()) {
+            for r in &rooms {
+                prop_assert_eq!(choose(r, &cands, 0.7), reference(r, &cands, 0.7));
+            }
+        }
+    }
+
+    #[test]
+    fn scorer_gives_the_golden_scores() {
+        for (room, node, want) in GOLDEN {
+            assert_eq!(Scorer::new(room).score(node), want);
         }
     }
 

@@ -191,10 +191,11 @@ pub enum ErrorCode {
     WrongCluster,
     NoNode,
     Busy,
+    TableFull,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::UnknownNode,
         ErrorCode::BadSignature,
         ErrorCode::Replay,
@@ -207,6 +208,7 @@ impl ErrorCode {
         ErrorCode::WrongCluster,
         ErrorCode::NoNode,
         ErrorCode::Busy,
+        ErrorCode::TableFull,
     ];
 
     /// The code as sent on the wire.
@@ -224,6 +226,7 @@ impl ErrorCode {
             ErrorCode::WrongCluster => "wrong_cluster",
             ErrorCode::NoNode => "no_node",
             ErrorCode::Busy => "busy",
+            ErrorCode::TableFull => "table_full",
         }
     }
 
@@ -244,7 +247,7 @@ impl ErrorCode {
             ErrorCode::Malformed | ErrorCode::UnsupportedVersion => 400,
             ErrorCode::NameTaken => 409,
             ErrorCode::WrongCluster => 403,
-            ErrorCode::NoNode | ErrorCode::Busy => 503,
+            ErrorCode::NoNode | ErrorCode::Busy | ErrorCode::TableFull => 503,
         }
     }
 }

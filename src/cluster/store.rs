@@ -3,7 +3,17 @@
 //! LiveKit has no key prefix (livekit#1777), so two clusters on one Redis corrupt each other.
 //! Every key *we* write lives under [`KEY_PREFIX`] (`airclass:`); today that is only
 //! [`CLUSTER_ID_KEY`] (`airclass:cluster_id`), claimed with `SET NX` and then compared with `GET`.
-//! A Redis that already holds another id is refused ([`StoreError::OwnedByOther`], exit 78).
+//! A Redis that already holds another id is refused at startup ([`StoreError::OwnedByOther`],
+//! exit 78).
+//!
+//! While the node runs, [`guard_marker`] keeps the claim: every [`MARKER_CHECK_PERIOD`], and at
+//! once whenever the shared connection is opened anew (Redis came back), it claims the marker
+//! again — a Redis restarted empty (or flushed) gets our id back within seconds. Finding
+//! *another* cluster's id mid-run is not a reason to exit: exiting 78 would stop LiveKit and end
+//! every class on this node, while the fault (two clusters on one Redis) is elsewhere and
+//! LiveKit goes on serving its rooms. So the node reports it — [`MarkerState::Foreign`], an error
+//! in the journal and `degraded: …` in its `STATUS=` line — keeps LiveKit running, never
+//! overwrites the other id, and goes back to normal as soon as the marker is ours again.
 //!
 //! LiveKit's own keys are only read, never written: `room_node_map` (hash: room name → LiveKit
 //! node id) and `nodes` (hash: node id → protobuf `livekit.Node`, which carries the node's IP).
@@ -13,6 +23,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::redis_conn::{RedisConn, RedisError};
 
@@ -26,6 +39,8 @@ pub const LIVEKIT_ROOM_NODE_MAP: &str = "room_node_map";
 pub const LIVEKIT_NODES: &str = "nodes";
 
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a running node checks that the cluster-id marker is still its own.
+pub const MARKER_CHECK_PERIOD: Duration = Duration::from_secs(2);
 
 /// Why a Redis operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -137,4 +152,87 @@ impl Store {
         self.query(redis::cmd("HGETALL").arg(LIVEKIT_ROOM_NODE_MAP))
             .await
     }
+}
+
+/// What the marker guard last found in `airclass:cluster_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerState {
+    /// Our cluster id (claimed at startup, or again after Redis lost it).
+    Ours,
+    /// Another cluster's id: two clusters share this Redis.
+    Foreign { theirs: String },
+}
+
+impl MarkerState {
+    /// The report for the status line (empty when all is well).
+    pub fn status(&self, address: &str, ours: &str) -> String {
+        match self {
+            MarkerState::Ours => String::new(),
+            MarkerState::Foreign { theirs } => format!(
+                "degraded: Redis at {address} belongs to cluster {theirs:?} ({CLUSTER_ID_KEY}), \
+                 not {ours:?}: two clusters share one Redis (LiveKit has no key prefix, their \
+                 rooms can mix); LiveKit keeps serving; give each cluster its own Redis"
+            ),
+        }
+    }
+}
+
+/// One check of the marker; the new state, `None` when Redis did not say (state unchanged).
+async fn check_marker(store: &Store, ours: &str, was: &MarkerState) -> Option<MarkerState> {
+    match store.claim_cluster_id(ours).await {
+        Ok(Claim::Created) => {
+            tracing::warn!(address = %store.address(), cluster = ours, "Redis had lost the cluster-id marker (restarted empty or flushed?): claimed it again");
+            Some(MarkerState::Ours)
+        }
+        Ok(Claim::Existing) => {
+            if *was != MarkerState::Ours {
+                tracing::info!(address = %store.address(), cluster = ours, "the cluster-id marker is ours again");
+            }
+            Some(MarkerState::Ours)
+        }
+        Err(StoreError::OwnedByOther { theirs, .. }) => {
+            let state = MarkerState::Foreign { theirs };
+            if state != *was {
+                tracing::error!(address = %store.address(), cluster = ours, status = %state.status(store.address(), ours), "another cluster's id is in the cluster-id marker; not overwriting it, LiveKit keeps serving");
+            }
+            Some(state)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster-id marker not checked");
+            None
+        }
+    }
+}
+
+/// Keep `airclass:cluster_id` claimed for `ours` while the node runs (see the module docs):
+/// every [`MARKER_CHECK_PERIOD`] and whenever the connection is opened anew. The watch carries
+/// what was last found (starting from [`MarkerState::Ours`], the startup claim).
+pub fn guard_marker(
+    store: Store,
+    ours: String,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> watch::Receiver<MarkerState> {
+    let (tx, rx) = watch::channel(MarkerState::Ours);
+    let mut connected = store.redis.connected();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(MARKER_CHECK_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+                r = connected.changed() => if r.is_err() { break },
+            }
+            let was = tx.borrow().clone();
+            if let Some(now) = check_marker(&store, &ours, &was).await {
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != now;
+                    *cur = now;
+                    changed
+                });
+            }
+        }
+    });
+    rx
 }

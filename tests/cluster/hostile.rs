@@ -8,20 +8,15 @@ use std::time::Duration;
 
 use airclass_node::clock::{unix_now, Instant};
 use airclass_node::cluster::auth;
-use airclass_node::cluster::main::{endpoints, Main, Refusal};
-use airclass_node::cluster::protocol::{
-    HeartbeatRequest, NodeMode, NodeStats, RegisterRequest,
-};
+use airclass_node::cluster::main::join::ROOMS_BUDGET;
+use airclass_node::cluster::main::{endpoints, Main, Refusal, MAX_VIEW_BYTES};
+use airclass_node::cluster::membership::MAX_NODES as DEFAULT_MAX_NODES;
+use airclass_node::cluster::protocol::{HeartbeatRequest, NodeMode, NodeStats, RegisterRequest};
 use axum::body::Body;
 use axum::extract::State;
 use serde_json::json;
 
 use crate::roles::*;
-
-// (before the fix: local stand-ins for the library's constants)
-const DEFAULT_MAX_NODES: usize = 1024;
-const MAX_VIEW_BYTES: usize = 8 << 20;
-const ROOMS_BUDGET: Duration = Duration::from_secs(2);
 
 /// A signed request for `path` from `node`, timestamped `ts` (fresh nonce), as a sub sends it.
 fn signed_request(path: &str, node: &str, body: Vec<u8>, ts: u64) -> axum::extract::Request {
@@ -52,7 +47,9 @@ fn register_body(name: &str, identity: &str, st: NodeStats) -> Vec<u8> {
 /// Register `name` straight through main's handler; the refusal when refused.
 async fn register(main: &Arc<Main>, name: &str, body: Vec<u8>) -> Result<(), Refusal> {
     let req = signed_request("/api/cluster/register", name, body, unix_now());
-    endpoints::register(State(main.clone()), req).await.map(|_| ())
+    endpoints::register(State(main.clone()), req)
+        .await
+        .map(|_| ())
 }
 
 /// A flooding node's heartbeats, straight into main's handler (no sockets: the flood is as fast
@@ -67,7 +64,12 @@ async fn flood(main: &Arc<Main>, name: &str, identity: &str, n: usize) -> (usize
     .unwrap();
     let (mut ok, mut busy, mut other) = (0, 0, 0);
     for _ in 0..n {
-        let req = signed_request("/api/cluster/heartbeat", name, body.clone(), unix_now() + 29);
+        let req = signed_request(
+            "/api/cluster/heartbeat",
+            name,
+            body.clone(),
+            unix_now() + 29,
+        );
         match endpoints::heartbeat(State(main.clone()), req).await {
             Ok(_) => ok += 1,
             Err(r) if r.code.as_str() == "busy" => busy += 1,
@@ -87,9 +89,13 @@ async fn a_heartbeat_flood_does_not_lock_out_other_nodes() {
     wait_until(Duration::from_secs(5), || async { sub.handle.registered() })
         .await
         .expect("node-1 registers");
-    register(&m.main, "evil", register_body("evil", "evil-id", stats(0.1, &[])))
-        .await
-        .unwrap();
+    register(
+        &m.main,
+        "evil",
+        register_body("evil", "evil-id", stats(0.1, &[])),
+    )
+    .await
+    .unwrap();
     let t0 = Instant::now();
     let (ok, busy, other) = flood(&m.main, "evil", "evil-id", 100_500).await;
     let flood_secs = t0.elapsed().as_secs_f64();
@@ -131,7 +137,11 @@ async fn a_heartbeat_flood_does_not_lock_out_other_nodes() {
         "node-1 must stay alive while another node floods: {states:?}; status {:?}",
         sub.status_text()
     );
-    assert!(sub.status_text().contains("registered"), "{:?}", sub.status_text());
+    assert!(
+        sub.status_text().contains("registered"),
+        "{:?}",
+        sub.status_text()
+    );
     assert!(busy > 0, "the flooder itself is refused busy");
     assert!(ok < 100_000, "the flooder got {ok} heartbeats through");
 }
@@ -157,10 +167,16 @@ async fn the_table_is_capped_with_a_clear_refusal() {
         .expect_err("the table is full");
     let resp = axum::response::IntoResponse::into_response(refusal);
     let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     figure("table cap refusal", format!("{status} {v}"));
-    assert_eq!((status, v["error"].as_str()), (503, Some("table_full")), "{v}");
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("table_full")),
+        "{v}"
+    );
     assert!(v["message"].as_str().unwrap().contains("1024"), "{v}");
     assert_eq!(m.main.nodes().len(), DEFAULT_MAX_NODES);
     // a member still heartbeats
@@ -171,7 +187,9 @@ async fn the_table_is_capped_with_a_clear_refusal() {
     })
     .unwrap();
     let req = signed_request("/api/cluster/heartbeat", "node-7", hb, unix_now());
-    assert!(endpoints::heartbeat(State(m.main.clone()), req).await.is_ok());
+    assert!(endpoints::heartbeat(State(m.main.clone()), req)
+        .await
+        .is_ok());
 }
 
 /// A full table of maximal register bodies (just under the 64 KiB body limit, every string at
@@ -207,7 +225,11 @@ async fn maximal_records_keep_answers_bounded() {
     }
     let fill = t0.elapsed().as_secs_f64();
     let limit = MAX_VIEW_BYTES;
-    for path in ["/api/cluster/nodes", "/api/cluster/status", "/api/livekit/rooms"] {
+    for path in [
+        "/api/cluster/nodes",
+        "/api/cluster/status",
+        "/api/livekit/rooms",
+    ] {
         let t = Instant::now();
         let r = http().get(format!("{}{path}", m.url)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
@@ -260,7 +282,11 @@ async fn hostile_urls_are_never_dialled() {
         .await
         .unwrap();
     let t0 = Instant::now();
-    for path in ["/api/livekit/rooms", "/api/cluster/status", "/api/cluster/nodes"] {
+    for path in [
+        "/api/livekit/rooms",
+        "/api/cluster/status",
+        "/api/cluster/nodes",
+    ] {
         let (code, _) = m.get(path).await;
         assert_eq!(code, 200, "{path}");
     }
@@ -273,7 +299,10 @@ async fn hostile_urls_are_never_dialled() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     figure(
         "hostile URLs: connections main opened to the tarpit",
-        format!("{} (3 GETs + 3 joins in {took:?})", tarpit.accepted.load(Ordering::SeqCst)),
+        format!(
+            "{} (3 GETs + 3 joins in {took:?})",
+            tarpit.accepted.load(Ordering::SeqCst)
+        ),
     );
     assert_eq!(tarpit.accepted.load(Ordering::SeqCst), 0);
     assert!(took < Duration::from_secs(2), "{took:?}");

@@ -63,7 +63,8 @@ async fn new_room_joins_share_one_redis_connection() {
             tokio::spawn(async move {
                 for i in 0..n / 8 {
                     let body = json!({"identity": format!("u{w}-{i}"), "role": "student"});
-                    let (code, v) = join(&url, &format!("new-{w}-{i}"), Some(APP_TOKEN), body).await;
+                    let (code, v) =
+                        join(&url, &format!("new-{w}-{i}"), Some(APP_TOKEN), body).await;
                     assert_eq!(code, 200, "{v}");
                 }
             })
@@ -121,7 +122,11 @@ async fn redis_restarted_empty_is_claimed_again_and_a_foreign_marker_is_reported
         "cluster-id marker re-claimed after Redis restarted empty",
         format!("{:?}", reclaimed.map(|_| back.elapsed())),
     );
-    assert!(reclaimed.is_some(), "the marker never came back; statuses {:?}", node.statuses());
+    assert!(
+        reclaimed.is_some(),
+        "the marker never came back; statuses {:?}",
+        node.statuses()
+    );
 
     cli(&redis, &["SET", CLUSTER_ID_KEY, "theirs"]);
     let t = Instant::now();
@@ -135,8 +140,16 @@ async fn redis_restarted_empty_is_claimed_again_and_a_foreign_marker_is_reported
     );
     assert!(reported.is_some(), "not reported: {:?}", node.statuses());
     assert!(node.status().contains("degraded"), "{}", node.status());
-    assert_eq!(cli(&redis, &["GET", CLUSTER_ID_KEY]), "theirs", "never overwritten");
-    assert_eq!(lk_pid().await, Some(pid), "LiveKit keeps running, same process");
+    assert_eq!(
+        cli(&redis, &["GET", CLUSTER_ID_KEY]),
+        "theirs",
+        "never overwritten"
+    );
+    assert_eq!(
+        lk_pid().await,
+        Some(pid),
+        "LiveKit keeps running, same process"
+    );
 
     cli(&redis, &["DEL", CLUSTER_ID_KEY]);
     let cleared = wait_until(Duration::from_secs(15), || async {

@@ -111,7 +111,12 @@ impl MainServer {
         Self::serve(0, livekit_port, heartbeat, store).await
     }
 
-    async fn serve(port: u16, livekit_port: u16, heartbeat: Duration, store: Option<Store>) -> Self {
+    async fn serve(
+        port: u16,
+        livekit_port: u16,
+        heartbeat: Duration,
+        store: Option<Store>,
+    ) -> Self {
         init();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await

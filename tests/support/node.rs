@@ -14,6 +14,13 @@ use std::process::Command;
 use super::ports::PortBlock;
 use super::{DAEMON, STANDIN};
 
+/// The daemon binary nodes run: `AIRCLASS_DAEMON_UNDER_TEST` when set (a bench comparing
+/// builds), else this build's.
+pub fn daemon_binary() -> PathBuf {
+    std::env::var_os("AIRCLASS_DAEMON_UNDER_TEST")
+        .map_or_else(|| PathBuf::from(DAEMON), PathBuf::from)
+}
+
 pub const API_KEY: &str = "APItestkey1234";
 pub const API_SECRET: &str = "testsecret-0123456789abcdefghijklmnop";
 pub const CLUSTER_SECRET: &str = "clustersecret-0123456789abcdefghijklm";
@@ -239,7 +246,7 @@ impl NodeDir {
     /// `airclass-node --config … --nodes-dir … ARGS`, with none of systemd's or the daemon's
     /// own variables inherited from the test's environment and `RUNTIME_DIRECTORY=DIR/run`.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(DAEMON);
+        let mut c = Command::new(daemon_binary());
         c.arg("--config")
             .arg(self.path().join("airclass.toml"))
             .arg("--nodes-dir")

@@ -1,10 +1,15 @@
 //! Main's cluster endpoints: the signed sub → main requests (`/api/cluster/register`,
 //! `/heartbeat`, `/leave`) and the read-only views (`/api/cluster/status`, `/api/cluster/nodes`).
 //!
-//! Every signed request goes through [`Main::signed`]: size cap (413) → HMAC verification
-//! (`auth::Verifier`: headers, skew, signature, replay) → JSON (400) → `X-Airclass-Node` equals the
-//! body's name → `validate()`. A refusal changes no state, is logged (node header, path, code;
-//! never a secret or signature) and counted per code (shown in `/api/cluster/status` as `refused`).
+//! Every signed request goes through [`Main::signed`]: size cap (413) → HMAC authentication
+//! (`auth::Verifier::authenticate`: headers, skew, signature; no lock) → JSON (400) →
+//! `X-Airclass-Node` equals the body's name → replay check under the sender's own budget
+//! (`auth::Verifier::admit`: a member of the table by name and identity, else a stranger) →
+//! `validate()`. A refusal changes no state, is logged (node header, path, code; never a secret
+//! or signature) and counted per code (shown in `/api/cluster/status` as `refused`).
+//!
+//! The views serve the table's rows shared (no copy under its lock); every record is bounded
+//! (`membership`), so a full table answers within [`super::MAX_VIEW_BYTES`].
 
 use std::sync::Arc;
 
@@ -17,13 +22,55 @@ use serde::de::DeserializeOwned;
 
 use super::{Main, Refusal, StatusOut};
 use crate::clock;
-use crate::cluster::auth::{self, ReceivedHeaders};
-use crate::cluster::membership::MembershipError;
+use crate::cluster::auth::{self, ReceivedHeaders, Sender};
+use crate::cluster::membership::{MembershipError, ViewRow};
 use crate::cluster::protocol::{
     ErrorCode, HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse, NodeState,
-    NodeView, RegisterRequest, RegisterResponse, ValidationError, PROTOCOL_VERSION,
+    RegisterRequest, RegisterResponse, ValidationError, PROTOCOL_VERSION,
 };
-use crate::sync::lock;
+
+/// A signed request body: who it says it is, and its validation.
+pub trait SignedBody: DeserializeOwned {
+    fn node_name(&self) -> &str;
+    fn identity(&self) -> &str;
+    fn check(&self) -> Result<(), ValidationError>;
+}
+
+impl SignedBody for RegisterRequest {
+    fn node_name(&self) -> &str {
+        &self.node.name
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn check(&self) -> Result<(), ValidationError> {
+        self.validate()
+    }
+}
+
+impl SignedBody for HeartbeatRequest {
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn check(&self) -> Result<(), ValidationError> {
+        self.validate()
+    }
+}
+
+impl SignedBody for LeaveRequest {
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+    fn check(&self) -> Result<(), ValidationError> {
+        self.validate()
+    }
+}
 
 impl Main {
     /// The size-capped body of `req` (413 beyond `max_body_bytes`, before anything else).
@@ -55,13 +102,9 @@ impl Main {
             .map_err(|_| too_large(self))
     }
 
-    /// Size cap, signature, JSON, node header = body name, validation (see the module docs).
-    async fn signed<T: DeserializeOwned>(
-        &self,
-        req: Request,
-        body_name: impl Fn(&T) -> &str,
-        validate: impl Fn(&T) -> Result<(), ValidationError>,
-    ) -> Result<(T, String), Refusal> {
+    /// Size cap, signature, JSON, node header = body name, replay budget, validation (see the
+    /// module docs).
+    async fn signed<T: SignedBody>(&self, req: Request) -> Result<(T, String), Refusal> {
         let method = req.method().as_str().to_owned();
         let target = req
             .uri()
@@ -83,10 +126,10 @@ impl Main {
         let Some(verifier) = &self.verifier else {
             return Err(self.refuse(&path, node, ErrorCode::BadSignature, "not a clustered node"));
         };
-        let verified = lock(verifier).verify(&method, &target, &received, &body, clock::unix_now());
-        if let Err(e) = verified {
-            return Err(self.refuse(&path, node, e.code(), e.to_string()));
-        }
+        let now = clock::unix_now();
+        let authentic = verifier
+            .authenticate(&method, &target, &received, &body, now)
+            .map_err(|e| self.refuse(&path, node, e.code(), e.to_string()))?;
         let msg: T = serde_json::from_slice(&body).map_err(|e| {
             self.refuse(
                 &path,
@@ -95,7 +138,8 @@ impl Main {
                 format!("invalid JSON: {e}"),
             )
         })?;
-        if Some(body_name(&msg)) != node {
+        let name = msg.node_name();
+        if Some(name) != node {
             return Err(self.refuse(
                 &path,
                 node,
@@ -103,9 +147,18 @@ impl Main {
                 format!("{} does not match the body's node name", auth::HEADER_NODE),
             ));
         }
-        validate(&msg)
+        let sender = if self.membership().is_member(name, msg.identity()) {
+            Sender::Member(name)
+        } else {
+            Sender::Stranger(name)
+        };
+        verifier
+            .admit(&authentic, sender, now)
+            .map_err(|e| self.refuse(&path, node, e.code(), e.to_string()))?;
+        msg.check()
             .map_err(|e| self.refuse(&path, node, ErrorCode::Malformed, e.to_string()))?;
-        Ok((msg, node.unwrap_or_default().to_owned()))
+        let name = name.to_owned();
+        Ok((msg, name))
     }
 
     fn membership_refusal(&self, path: &str, node: &str, e: MembershipError) -> Refusal {
@@ -116,9 +169,7 @@ impl Main {
 /// `POST /api/cluster/register`.
 pub async fn register(State(main): State<Arc<Main>>, req: Request) -> Result<Response, Refusal> {
     const PATH: &str = "/api/cluster/register";
-    let (r, node) = main
-        .signed::<RegisterRequest>(req, |r| r.node.name.as_str(), RegisterRequest::validate)
-        .await?;
+    let (r, node) = main.signed::<RegisterRequest>(req).await?;
     if r.cluster_id != main.settings.cluster_id {
         return Err(main.refuse(
             PATH,
@@ -148,9 +199,7 @@ pub async fn register(State(main): State<Arc<Main>>, req: Request) -> Result<Res
 /// `POST /api/cluster/heartbeat`.
 pub async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Response, Refusal> {
     const PATH: &str = "/api/cluster/heartbeat";
-    let (h, node) = main
-        .signed::<HeartbeatRequest>(req, |h| h.name.as_str(), HeartbeatRequest::validate)
-        .await?;
+    let (h, node) = main.signed::<HeartbeatRequest>(req).await?;
     let previous = main
         .membership()
         .heartbeat(&h.name, &h.identity, h.stats, clock::now())
@@ -168,9 +217,7 @@ pub async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Re
 /// `POST /api/cluster/leave`.
 pub async fn leave(State(main): State<Arc<Main>>, req: Request) -> Result<Response, Refusal> {
     const PATH: &str = "/api/cluster/leave";
-    let (l, node) = main
-        .signed::<LeaveRequest>(req, |l| l.name.as_str(), LeaveRequest::validate)
-        .await?;
+    let (l, node) = main.signed::<LeaveRequest>(req).await?;
     let t = main
         .membership()
         .leave(&l.name, &l.identity, clock::now())
@@ -178,7 +225,6 @@ pub async fn leave(State(main): State<Arc<Main>>, req: Request) -> Result<Respon
     if t.is_some() {
         tracing::info!(node = %node, "node left the cluster");
     }
-    lock(&main.recent).retain(|_, (n, _)| *n != l.name);
     Ok(Json(LeaveResponse { left: true }).into_response())
 }
 
@@ -188,6 +234,6 @@ pub async fn status(State(main): State<Arc<Main>>) -> Json<StatusOut> {
 }
 
 /// `GET /api/cluster/nodes`.
-pub async fn nodes(State(main): State<Arc<Main>>) -> Json<Vec<NodeView>> {
-    Json(main.nodes())
+pub async fn nodes(State(main): State<Arc<Main>>) -> Json<Vec<ViewRow>> {
+    Json(main.view_rows())
 }

@@ -15,10 +15,15 @@
 //!    fails, the answer stays advisory (LiveKit then places the room itself; the class works,
 //!    only the balance suffers) and a warning says so.
 //!
+//! Cost: a room in step 1 is found in O(1) under one short lock of the table (its indexes); a
+//! new room is hashed over the table's shared candidate list with no lock held and nothing
+//! copied but the winner's name. Redis is reached over one shared connection.
+//!
 //! The token is signed with the cluster's LiveKit API key/secret through the official
 //! `livekit-api` crate; grants come from `[grants.teacher]` / `[grants.student]`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
@@ -32,9 +37,15 @@ use crate::cluster::placement;
 use crate::cluster::protocol::{
     validate_room_name, ErrorCode, JoinRequest, JoinResponse, Role, RoomView,
 };
-use crate::sync::lock;
 
 const PATH: &str = "/api/rooms/{room}/join";
+
+/// Budget of `GET /api/livekit/rooms` on main for LiveKit's records (one ListRooms in flight,
+/// shared by every caller); past it, the rooms from the heartbeats.
+pub const ROOMS_BUDGET: Duration = Duration::from_secs(2);
+
+/// A placement: node, its LiveKit URL, why.
+pub type Placed = (String, String, placement::Reason);
 
 impl Main {
     /// Check `Authorization: Bearer` against the stored hash (401 `unauthorized` otherwise).
@@ -66,20 +77,19 @@ impl Main {
         }
     }
 
-    /// Where `room` lives now, if anywhere (step 1 of the module docs).
-    async fn current_host(&self, room: &str) -> Option<String> {
-        let known = {
-            let m = self.membership();
-            m.room_node(room).map(str::to_owned).or_else(|| {
-                lock(&self.recent)
-                    .get(room)
-                    .filter(|(n, _)| m.get(n).is_some_and(|e| e.state.is_live()))
-                    .map(|(n, _)| n.clone())
-            })
-        };
-        if known.is_some() {
-            return known;
-        }
+    /// Where `room` lives now, if the table knows (step 1 without Redis): one lock, O(1).
+    fn known_host(&self, room: &str) -> Option<Placed> {
+        let mut m = self.membership();
+        let e = m.known_host(room, clock::now())?;
+        Some((
+            e.info.name.clone(),
+            e.info.livekit_url.clone(),
+            placement::Reason::Sticky,
+        ))
+    }
+
+    /// The live node LiveKit's `room_node_map` names for `room` (step 1 with Redis).
+    async fn livekit_host(&self, room: &str) -> Option<String> {
         match self.store.as_ref()?.livekit_room_node(room).await {
             Ok(Some(id)) => self.membership().node_by_livekit_id(&id).map(str::to_owned),
             Ok(None) => None,
@@ -91,35 +101,34 @@ impl Main {
     }
 
     /// Choose the node for `room` (see the module docs); returns (node, LiveKit URL, reason).
-    pub async fn place(&self, room: &str) -> Result<(String, String, placement::Reason), Refusal> {
-        let existing = self.current_host(room).await;
-        let choice = {
-            let m = self.membership();
-            placement::choose_with_existing(
-                room,
-                existing.as_deref(),
-                &m.candidates(),
-                self.settings.sysload_limit,
-            )
+    pub async fn place(&self, room: &str) -> Result<Placed, Refusal> {
+        if let Some(p) = self.known_host(room) {
+            return Ok(p);
         }
-        .ok_or_else(|| {
-            self.refuse(
-                PATH,
-                None,
-                ErrorCode::NoNode,
-                "no live node can take the room",
-            )
-        })?;
-        let (node, reason) = match choice.reason {
-            placement::Reason::Sticky => (choice.node, choice.reason),
-            _ => self.create_on(room, choice.node, choice.reason).await,
+        let (node, reason) = match self.livekit_host(room).await {
+            Some(node) => (node, placement::Reason::Sticky),
+            None => {
+                // the shared candidate list: hashed with no lock held, nothing copied
+                let slots = self.membership().slots();
+                let choice =
+                    placement::choose_among(room, slots.iter(), self.settings.sysload_limit)
+                        .ok_or_else(|| {
+                            self.refuse(
+                                PATH,
+                                None,
+                                ErrorCode::NoNode,
+                                "no live node can take the room",
+                            )
+                        })?;
+                self.create_on(room, choice.node, choice.reason).await
+            }
         };
-        let url = self
-            .membership()
+        let mut m = self.membership();
+        m.note_placement(room, &node, clock::now());
+        let url = m
             .get(&node)
             .map(|e| e.info.livekit_url.clone())
             .unwrap_or_default();
-        lock(&self.recent).insert(room.to_owned(), (node.clone(), clock::now()));
         Ok((node, url, reason))
     }
 
@@ -222,9 +231,13 @@ pub async fn join(
 /// node is not a live member shows `node: "unknown"`. Without Redis, or when main's LiveKit does
 /// not answer, the rooms the live nodes' heartbeats reported (`num_participants: null`).
 pub async fn cluster_rooms(State(main): State<Arc<Main>>) -> Json<Vec<RoomView>> {
-    let mut out = match livekit_rooms(&main).await {
-        Some(list) => list,
-        None => main.membership().rooms(),
+    let shared = main
+        .room_list
+        .get(ROOMS_BUDGET, || livekit_rooms(&main))
+        .await;
+    let mut out = match shared.as_deref() {
+        Some(Some(list)) => list.clone(),
+        _ => main.membership().rooms(),
     };
     out.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
     Json(out)

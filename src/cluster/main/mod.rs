@@ -20,19 +20,21 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::auth::{self, ClusterSecret, Verifier};
-use super::membership::{Membership, MembershipConfig, Transition};
+use super::auth::{ClusterSecret, Limits, Verifier};
+use super::membership::{Membership, MembershipConfig, Transition, ViewRow};
 use super::node::{publish, ClusterContext, ClusterError, StatsSource};
-use super::protocol::{
-    ClusterStatus, ErrorBody, ErrorCode, NodeInfo, NodeStats, NodeView, PROTOCOL_VERSION,
-};
+use super::protocol::{ErrorBody, ErrorCode, NodeInfo, NodeStats, NodeView, PROTOCOL_VERSION};
 use super::store::Store;
 use crate::app_token::AppTokenCheck;
-use crate::clock::{self, Instant};
+use crate::clock;
 use crate::config::schema::{ApiSection, ClusterSection, GrantsSection};
 use crate::config::{Mode, Secret};
 use crate::livekit::rooms::Rooms;
 use crate::sync::lock;
+
+/// Most bytes `GET /api/cluster/nodes` or `/api/cluster/status` can answer with a full table
+/// of maximal records ([`membership`](super::membership) bounds every record; checked by test).
+pub const MAX_VIEW_BYTES: usize = 8 << 20;
 
 /// Lifetime of join tokens.
 pub const TOKEN_TTL: Duration = Duration::from_secs(6 * 3600);
@@ -121,14 +123,14 @@ pub struct Main {
     settings: MainSettings,
     membership: Mutex<Membership>,
     /// `None` on a standalone node (no cluster endpoints).
-    verifier: Option<Mutex<Verifier>>,
+    verifier: Option<Verifier>,
     app_token: Option<AppTokenCheck>,
     store: Option<Store>,
-    /// room → (node, placed at): joins placed before the node's heartbeat reports the room.
-    recent: Mutex<BTreeMap<String, (String, Instant)>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Main's own LiveKit RoomService: the cluster-wide room list and CreateRoom on any node.
     rooms: Rooms,
+    /// One ListRooms of main's own LiveKit at a time, its answer shared (`join::cluster_rooms`).
+    room_list: super::flight::Flight<Option<Vec<crate::cluster::protocol::RoomView>>>,
     identity: String,
 }
 
@@ -140,11 +142,22 @@ impl std::fmt::Debug for Main {
     }
 }
 
-/// `GET /api/cluster/status`: protocol `ClusterStatus` plus `refused` (count per error code).
+/// `GET /api/cluster/status`: the protocol's `ClusterStatus` (its node rows shared with the
+/// table, not copied) plus `refused` (count per error code).
 #[derive(Debug, Serialize)]
 pub struct StatusOut {
-    #[serde(flatten)]
-    pub status: ClusterStatus,
+    pub cluster_id: String,
+    pub main_name: String,
+    pub protocol_version: u32,
+    pub heartbeat_secs: u64,
+    pub sysload_limit: f64,
+    pub nodes_alive: u32,
+    pub nodes_suspect: u32,
+    pub nodes_dead: u32,
+    pub nodes_left: u32,
+    pub rooms: u32,
+    pub participants: u32,
+    pub nodes: Vec<ViewRow>,
     pub refused: BTreeMap<&'static str, u64>,
 }
 
@@ -161,13 +174,8 @@ impl Main {
             settings.dead_after_missed,
             settings.forget_after,
         );
-        let verifier = secret.map(|s| {
-            Mutex::new(Verifier::with_limits(
-                s,
-                settings.max_skew_secs,
-                auth::DEFAULT_MAX_NONCES,
-            ))
-        });
+        let verifier =
+            secret.map(|s| Verifier::with_budgets(s, settings.max_skew_secs, Limits::default()));
         let rooms = Rooms::new(
             settings.local_livekit_port,
             &settings.api_key,
@@ -180,8 +188,8 @@ impl Main {
             verifier,
             app_token,
             store,
-            recent: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
+            room_list: Default::default(),
             identity: super::protocol::new_identity(&mut rand::thread_rng()),
         })
     }
@@ -220,10 +228,8 @@ impl Main {
                 None => tracing::info!(node = %tr.name, from = ?tr.from, "node forgotten"),
             }
         }
-        let keep = self.settings.heartbeat * 3;
-        lock(&self.recent).retain(|_, (_, at)| at.elapsed() < keep);
         if let Some(v) = &self.verifier {
-            lock(v).evict(clock::unix_now());
+            v.evict(clock::unix_now());
         }
         t
     }
@@ -256,11 +262,12 @@ impl Main {
         Refusal { code, message }
     }
 
-    /// `ClusterStatus` plus refusal counters.
+    /// `ClusterStatus` plus refusal counters; the rows are shared, serialised after the lock.
     pub fn cluster_status(&self) -> StatusOut {
-        let m = self.membership();
-        let c = m.counts();
-        let nodes = m.snapshot(clock::now());
+        let (c, nodes) = {
+            let m = self.membership();
+            (m.counts(), m.view_rows(clock::now()))
+        };
         let live = nodes.iter().filter(|n| n.state.is_live());
         let (rooms, participants) = live.fold((0u32, 0u32), |(r, p), n| {
             (
@@ -269,26 +276,30 @@ impl Main {
             )
         });
         StatusOut {
-            status: ClusterStatus {
-                cluster_id: self.settings.cluster_id.clone(),
-                main_name: self.settings.main_name.clone(),
-                protocol_version: PROTOCOL_VERSION,
-                heartbeat_secs: self.settings.heartbeat.as_secs(),
-                sysload_limit: self.settings.sysload_limit,
-                nodes_alive: c.alive,
-                nodes_suspect: c.suspect,
-                nodes_dead: c.dead,
-                nodes_left: c.left,
-                rooms,
-                participants,
-                nodes,
-            },
+            cluster_id: self.settings.cluster_id.clone(),
+            main_name: self.settings.main_name.clone(),
+            protocol_version: PROTOCOL_VERSION,
+            heartbeat_secs: self.settings.heartbeat.as_secs(),
+            sysload_limit: self.settings.sysload_limit,
+            nodes_alive: c.alive,
+            nodes_suspect: c.suspect,
+            nodes_dead: c.dead,
+            nodes_left: c.left,
+            rooms,
+            participants,
+            nodes,
             refused: self.refused_counts(),
         }
     }
 
+    /// The table, copied (tests and tools; the API serves [`Main::view_rows`]).
     pub fn nodes(&self) -> Vec<NodeView> {
         self.membership().snapshot(clock::now())
+    }
+
+    /// The table's rows as `GET /api/cluster/nodes` serves them (shared, not copied).
+    pub fn view_rows(&self) -> Vec<ViewRow> {
+        self.membership().view_rows(clock::now())
     }
 }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::*;
+use crate::clock::Instant;
 use crate::cluster::protocol::{LivekitHealth, NodeMode, NodeState, PortRange};
 
 const SECRET: &str = "clustersecret-0123456789abcdefghijklm";

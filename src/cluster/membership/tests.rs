@@ -310,7 +310,7 @@ fn version_and_capacity() {
     let e = m
         .register(info("node-3"), "c", stats(0.0, &[]), t.at(0))
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::Busy);
+    assert_eq!(e.code(), ErrorCode::TableFull);
     assert!(m
         .register(info("node-2"), "b", stats(0.0, &[]), t.at(1))
         .is_ok());
@@ -409,6 +409,180 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn a_full_table_reuses_the_longest_dead_place_then_refuses() {
+    let (m0, t) = setup();
+    let mut m = Membership::new(m0.config().with_max_nodes(3));
+    for n in ["node-1", "node-2", "node-3"] {
+        m.register(info(n), n, stats(0.0, &[]), t.at(0)).unwrap();
+    }
+    let e = m
+        .register(info("node-4"), "x", stats(0.0, &[]), t.at(1))
+        .unwrap_err();
+    assert_eq!(e, MembershipError::TableFull { max: 3 });
+    assert_eq!(e.code(), ErrorCode::TableFull);
+    assert!(e.to_string().contains("3 nodes"), "{e}");
+    m.leave("node-2", "node-2", t.at(10)).unwrap();
+    m.leave("node-1", "node-1", t.at(20)).unwrap();
+    // node-2 left first: its place goes to the newcomer
+    m.register(info("node-4"), "x", stats(0.0, &["r"]), t.at(30))
+        .unwrap();
+    assert!(m.get("node-2").is_none() && m.get("node-1").is_some());
+    assert_eq!(m.len(), 3);
+    assert_eq!(m.slots().len(), 3);
+    assert_eq!(m.room_node("r"), Some("node-4"));
+}
+
+#[test]
+fn room_names_are_bounded_per_node() {
+    let (mut m, t) = setup();
+    let many: Vec<String> = (0..100).map(|i| format!("room-{i:03}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    m.register(info("node-1"), "a", stats(0.0, &refs), t.at(0))
+        .unwrap();
+    let e = m.get("node-1").unwrap();
+    assert_eq!(e.stats.room_names.len(), MAX_KEPT_ROOMS);
+    assert_eq!(e.rooms_dropped, 100 - MAX_KEPT_ROOMS as u32);
+    assert_eq!(m.room_node("room-000"), Some("node-1"));
+    assert_eq!(m.room_node("room-099"), None);
+    let long = "x".repeat(1000);
+    m.heartbeat(
+        "node-1",
+        "a",
+        stats(0.0, &[&long, &long, &long, "short"]),
+        t.at(1),
+    )
+    .unwrap();
+    let e = m.get("node-1").unwrap();
+    assert_eq!(
+        e.stats.room_names,
+        vec![long.clone(), long.clone(), "short".to_owned()]
+    );
+    assert_eq!(e.rooms_dropped, 1);
+    assert_eq!(
+        m.room_node("room-000"),
+        None,
+        "the index follows the heartbeat"
+    );
+    let row = serde_json::to_value(&m.view_rows(t.at(1))[0]).unwrap();
+    assert_eq!(row["rooms_dropped"], 1);
+    let plain = serde_json::to_value(&m.snapshot(t.at(1))[0]).unwrap();
+    assert_eq!(row["stats"], plain["stats"]);
+    assert_eq!(row["info"], plain["info"]);
+}
+
+#[test]
+fn recent_placements_stick_until_a_heartbeat_or_three_periods() {
+    let (mut m, t) = setup();
+    for n in ["node-1", "node-2"] {
+        m.register(info(n), n, stats(0.0, &[]), t.at(0)).unwrap();
+    }
+    assert!(m.known_host("r", t.at(0)).is_none());
+    m.note_placement("r", "node-2", t.at(0));
+    assert_eq!(m.known_host("r", t.at(1)).unwrap().info.name, "node-2");
+    // a heartbeat report wins over a placement
+    m.heartbeat("node-1", "node-1", stats(0.0, &["r"]), t.at(2))
+        .unwrap();
+    assert_eq!(m.known_host("r", t.at(3)).unwrap().info.name, "node-1");
+    m.heartbeat("node-1", "node-1", stats(0.0, &[]), t.at(4))
+        .unwrap();
+    // the placement was last used at 1 ms (the report answered since): kept 15 s (3 heartbeats)
+    m.tick(t.at(15_000));
+    assert_eq!(m.known_host("r", t.at(15_000)).unwrap().info.name, "node-2");
+    m.heartbeat("node-2", "node-2", stats(0.0, &[]), t.at(15_002))
+        .unwrap();
+    m.tick(t.at(30_003));
+    assert!(m.known_host("r", t.at(30_003)).is_none());
+    // a node that left takes its placements with it
+    m.note_placement("q", "node-2", t.at(30_004));
+    m.leave("node-2", "node-2", t.at(30_005)).unwrap();
+    assert!(m.known_host("q", t.at(30_006)).is_none());
+}
+
+#[test]
+fn livekit_ids_are_indexed() {
+    let (mut m, t) = setup();
+    let mut st = stats(0.0, &[]);
+    st.livekit_node_id = Some("ND_a".into());
+    m.register(info("node-1"), "a", st.clone(), t.at(0))
+        .unwrap();
+    assert_eq!(m.node_by_livekit_id("ND_a"), Some("node-1"));
+    st.livekit_node_id = Some("ND_b".into());
+    m.heartbeat("node-1", "a", st, t.at(1)).unwrap();
+    assert_eq!(m.node_by_livekit_id("ND_a"), None);
+    assert_eq!(m.node_by_livekit_id("ND_b"), Some("node-1"));
+    m.leave("node-1", "a", t.at(2)).unwrap();
+    assert_eq!(m.node_by_livekit_id("ND_b"), None);
+}
+
+/// One step of a random history of the table.
+#[derive(Debug, Clone)]
+enum TableOp {
+    Register(usize, Vec<usize>, u8),
+    Heartbeat(usize, Vec<usize>, u8),
+    Leave(usize),
+    Tick(u64),
+}
+
+fn op() -> impl Strategy<Value = TableOp> {
+    let rooms = proptest::collection::vec(0usize..6, 0..4);
+    prop_oneof![
+        (0usize..6, rooms.clone(), 0u8..10).prop_map(|(n, r, l)| TableOp::Register(n, r, l)),
+        (0usize..6, rooms, 0u8..10).prop_map(|(n, r, l)| TableOp::Heartbeat(n, r, l)),
+        (0usize..6).prop_map(TableOp::Leave),
+        (1u64..20_000).prop_map(TableOp::Tick),
+    ]
+}
+
+fn apply(m: &mut Membership, t: &Clock, now: &mut u64, op: &TableOp) {
+    let rooms = |r: &[usize]| -> Vec<String> { r.iter().map(|i| format!("r{i}")).collect() };
+    let st = |r: &[usize], l: u8| {
+        let names = rooms(r);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        stats(f64::from(l) / 10.0, &refs)
+    };
+    match op {
+        TableOp::Register(n, r, l) => {
+            let _ = m.register(info(&format!("node-{n}")), "id", st(r, *l), t.at(*now));
+        }
+        TableOp::Heartbeat(n, r, l) => {
+            let _ = m.heartbeat(&format!("node-{n}"), "id", st(r, *l), t.at(*now));
+        }
+        TableOp::Leave(n) => {
+            let _ = m.leave(&format!("node-{n}"), "id", t.at(*now));
+        }
+        TableOp::Tick(d) => {
+            *now += d;
+            m.tick(t.at(*now));
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn indexes_and_slots_agree_with_the_table(ops in proptest::collection::vec(op(), 1..60)) {
+        let (mut m, t) = setup();
+        let mut now = 0u64;
+        for o in &ops {
+            apply(&mut m, &t, &mut now, o);
+            // the room index = a scan of the live nodes' reports (Alive first, then by name)
+            for i in 0..6 {
+                let room = format!("r{i}");
+                let hosts = || m.live_nodes().filter(|e| e.stats.room_names.contains(&room));
+                let want = hosts()
+                    .find(|e| e.state == NodeState::Alive)
+                    .or_else(|| hosts().next())
+                    .map(|e| e.info.name.clone());
+                prop_assert_eq!(m.room_node(&room).map(str::to_owned), want);
+                // placement over the shared slots = placement over copied candidates
+                let shared = placement::choose_among(&room, m.slots().iter(), 0.7);
+                prop_assert_eq!(shared, placement::choose(&room, &m.candidates(), 0.7));
+            }
+            prop_assert_eq!(m.slots().len(), m.len());
         }
     }
 }
