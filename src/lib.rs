@@ -8,6 +8,7 @@
 //! - [`cluster`]: main/sub protocol, discovery, placement, membership, Redis.
 //! - [`firewall`]: the per-instance nftables table.
 //! - [`daemon`]: wiring, cancellation tree, ordered shutdown.
+//! - [`provision`]: first-boot provisioning of the appliance image (`airclass-node provision`).
 //! - [`cli`], [`exit`]: the command line and its exit codes.
 
 pub mod api;
@@ -20,6 +21,7 @@ pub mod exit;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod provision;
 pub mod stats;
 pub mod systemd;
 pub mod tls;
