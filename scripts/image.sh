@@ -64,7 +64,17 @@ mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-base_key() { { echo "$SUITE base v2"; packages; } | sha; }
+base_key() { { echo "$SUITE base v3"; packages; } | sha; }
+
+# Security and point-release updates, the newest kernel only (a kernel ABI bump is a new
+# package, hence full-upgrade; the older kernel is purged).
+UPGRADE='set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q --error-on=any
+apt-get -y -q full-upgrade
+keep=$(dpkg-query -W -f="\${Depends}" linux-image-amd64 | grep -o "linux-image-[0-9][^ ,]*")
+for p in $(dpkg-query -W -f="\${Package}\n" "linux-image-[0-9]*" | grep -vx "$keep"); do apt-get -y -q purge "$p"; done'
+
 
 # ------------------------------------------------------------------ base (cached)
 build_base() {
@@ -83,10 +93,9 @@ build_base() {
     "$SUITE" "$dir.tmp" "$m" > "$IMG_CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$IMG_CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
   write_sources "$dir.tmp" "$m"
-  say "base: apt-get upgrade from $SUITE-updates and $SUITE-security"
-  in_chroot "$dir.tmp" sh -c 'apt-get update -q --error-on=any && DEBIAN_FRONTEND=noninteractive apt-get -y -q upgrade' \
-    >> "$IMG_CACHE/debootstrap.log" 2>&1 \
-    || { tail -20 "$IMG_CACHE/debootstrap.log" >&2; die "apt-get upgrade in the base failed"; }
+  say "base: apt-get full-upgrade from $SUITE-updates and $SUITE-security"
+  in_chroot "$dir.tmp" sh -c "$UPGRADE" >> "$IMG_CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$IMG_CACHE/debootstrap.log" >&2; die "apt-get full-upgrade in the base failed"; }
   in_chroot "$dir.tmp" apt-get clean
   rm -rf "$dir.tmp"/var/lib/apt/lists/*
   touch "$dir.tmp/.complete"
@@ -136,14 +145,22 @@ inputs() {
   [[ -x $IMAGE_LIVEKIT ]] || die "no livekit-server at $IMAGE_LIVEKIT"
 }
 
+# What a .deb installs, without its timestamps: control file and a hash per file.
+deb_contents() {
+  local t; t=$(mktemp -d)
+  dpkg-deb -x "$1" "$t" && dpkg-deb -I "$1" control && (cd "$t" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+  local rc=$?; rm -rf "$t"; return $rc
+}
+
 # The image's cache key: the base, the .deb's contents (its md5sums and control, not its
 # timestamps), livekit-server, packaging/image/ and this script.
 image_key() {
   {
     base_key
-    dpkg-deb -I "$IMAGE_DEB" control md5sums
+    deb_contents "$IMAGE_DEB"
     sha256sum < "$IMAGE_LIVEKIT"
     (cd "$ASSETS" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    sha256sum < docs/appliance.md
     sha256sum < "$0"
   } | sha
 }
@@ -165,6 +182,7 @@ make_rootfs() {  # make_rootfs ROOTFS
   "$r/usr/local/bin/livekit-server" --version > /dev/null || die "livekit-server --version failed"
   say "rootfs: appliance files (packaging/image/rootfs)"
   cp -a --no-preserve=ownership "$ASSETS/rootfs/." "$r/"
+  install -D -m 644 docs/appliance.md "$r/usr/share/doc/airclass-node/appliance.md"
   systemd_setup "$r"
   scrub "$r"
 }
@@ -236,13 +254,8 @@ EOF
   mcopy -i "$img" "$WORK/entry.conf" "::/loader/entries/airclass-$kver.conf"
   echo "type1" > "$WORK/entries.srel"
   mcopy -i "$img" "$WORK/entries.srel" ::/loader/entries.srel
-  mkdir -p "$WORK/airclass-dir"
-  cp "$ASSETS/esp/README.txt" "$WORK/airclass-dir/README.txt"
-  cp "$ASSETS/esp/provision.toml.example" "$WORK/airclass-dir/provision.toml.example"
-  mmd -i "$img" ::/airclass-provision 2>/dev/null || true
-  mrd -i "$img" ::/airclass-provision 2>/dev/null || true
-  mcopy -i "$img" "$WORK/airclass-dir/README.txt" ::/airclass/README.txt
-  mcopy -i "$img" "$WORK/airclass-dir/provision.toml.example" ::/airclass/provision.toml.example
+  mcopy -i "$img" "$ASSETS/esp/README.txt" ::/airclass/README.txt
+  mcopy -i "$img" "$ASSETS/esp/provision.toml.example" ::/airclass/provision.toml.example
   KVER=$kver
 }
 

@@ -21,7 +21,8 @@ pub const SECRETS: &str = "/etc/airclass/secrets";
 pub const NODES: &str = "/etc/airclass/nodes";
 pub const STATE: &str = "/etc/airclass/appliance.toml";
 pub const REDIS_CONF: &str = "/etc/airclass/redis/redis.conf";
-pub const NETWORK: &str = "/etc/systemd/network/10-airclass-static.network";
+/// Under /run: rewritten at every boot from the identity file (NixOS manages /etc/systemd/network).
+pub const NETWORK: &str = "/run/systemd/network/10-airclass-static.network";
 pub const ISSUE: &str = "/etc/issue.d/50-airclass.issue";
 pub const HOSTNAME: &str = "/etc/hostname";
 pub const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";

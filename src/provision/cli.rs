@@ -18,6 +18,13 @@ pub struct ProvisionArgs {
     /// Only validate this provision.toml and print what it would do; writes nothing.
     #[arg(long, value_name = "FILE")]
     pub check: Option<PathBuf>,
+    /// On main: print a complete provision.toml for the new sub NODE (node-1 … node-15), with the
+    /// cluster's secrets, for a USB stick or that node's EFI partition; writes nothing.
+    #[arg(long, value_name = "NODE", conflicts_with = "check")]
+    pub print_for: Option<String>,
+    /// main's address in the printed file [default: its first IPv4 address].
+    #[arg(long, value_name = "IP", requires = "print_for")]
+    pub main_address: Option<std::net::IpAddr>,
     /// Prefix of every file written (tests, image builds).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
@@ -200,6 +207,24 @@ impl System for FilesOnly {
 pub fn command(a: &ProvisionArgs) -> u8 {
     if let Some(f) = &a.check {
         return check(f);
+    }
+    if let Some(node) = &a.print_for {
+        return match super::template::sub_file(
+            &Layout {
+                root: a.root.clone(),
+            },
+            node,
+            a.main_address,
+        ) {
+            Ok(text) => {
+                print!("{text}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::CONFIG
+            }
+        };
     }
     let mut errors = Vec::new();
     let usb = UsbStick::mount(&a.usb_label, &mut errors);

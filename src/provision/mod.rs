@@ -7,7 +7,7 @@
 //! fills what none of them gives.
 //!
 //! Layout: [`keys`] (the settings), [`sources`] (parsing each source), [`plan`] (merge and
-//! validate: pure), [`render`] (the files it writes: pure), [`apply`] (writing them, starting
+//! validate: pure), [`template`] (a sub's file, printed on main), [`render`] (the files it writes: pure), [`apply`] (writing them, starting
 //! the node), [`scrub`] (secrets off FAT), [`cli`] (the command). It writes
 //! `/etc/airclass/nodes/NODE.toml`, the secrets (0640 root:airclass), main's Redis config, the
 //! hostname `airclass-NODE`, SSH keys or a console password hash for root, a static network
@@ -21,6 +21,7 @@ pub mod plan;
 pub mod render;
 pub mod scrub;
 pub mod sources;
+pub mod template;
 
 use std::fmt;
 

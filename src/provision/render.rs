@@ -69,7 +69,7 @@ pub fn redis_conf(password: &str) -> String {
     )
 }
 
-/// `/etc/systemd/network/10-airclass-static.network`.
+/// `/run/systemd/network/10-airclass-static.network` (rewritten at every boot).
 pub fn network_file(n: &Network) -> String {
     let mut s = String::from(
         "# written by `airclass-node provision` (network.address); without it every wired interface\n\

@@ -237,3 +237,26 @@ fn operator_access_is_applied_while_waiting() {
     assert_eq!(read(&l, "/root/.ssh/authorized_keys"), format!("{KEY}\n"));
     assert!(sys.calls.is_empty());
 }
+
+#[test]
+fn main_prints_a_complete_file_for_a_sub() {
+    let (_d, l) = layout();
+    assert_eq!(run(&main_inputs(), &l, &mut Recorder::default()), exit::OK);
+    let addr = Some("10.0.0.10".parse().unwrap());
+    let text = crate::provision::template::sub_file(&l, "node-3", addr).unwrap();
+    let v = sources::parse_doc(&text, Origin::UsbFile).unwrap();
+    let Ok(Outcome::Ready(p)) = plan(&v, &OnDisk::default()) else {
+        panic!("the printed file is not complete:\n{text}")
+    };
+    assert_eq!(
+        (p.node.as_str(), p.mode, p.cluster_id.as_str()),
+        ("node-3", super::super::plan::Mode::Sub, "school-a")
+    );
+    assert_eq!(
+        p.redis,
+        super::super::plan::Redis::Remote("redis://10.0.0.10:6379".into())
+    );
+    assert_eq!(p.ssh_keys, [KEY]);
+    assert_eq!(p.secrets[&SecretFile::RedisPassword], REDIS_PW);
+    assert!(crate::provision::template::sub_file(&l, "main", addr).is_err());
+}
