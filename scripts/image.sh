@@ -294,7 +294,7 @@ EOF
   local mib; mib=$(du -sm "$r" | cut -f1); mib=$(( mib + mib / 5 + 200 ))
   say "root: mkfs.ext4 -d ($mib MiB, $(du -sh "$r" | cut -f1) of files)"
   mkfs.ext4 -q -d "$r" -L airclass-root -U "$(cat /proc/sys/kernel/random/uuid)" -m 1 \
-    -E root_owner=0:0 "$WORK/root.img" "${mib}M"
+    -E root_owner=0:0 "$WORK/root.img" "${mib}M" >&2
   say "disk: GPT (sfdisk) + dd"
   make_disk "$out.raw.tmp" "$WORK/esp.img" "$WORK/root.img" "$esp_uuid" "$root_uuid" "$disk_uuid"
   mv "$out.raw.tmp" "$out.raw"

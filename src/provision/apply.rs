@@ -206,6 +206,16 @@ fn secrets(
         })?;
         changed.extend(made.into_iter().map(|n| dir.join(n).display().to_string()));
     }
+    // The unit loads app-token.sha256 as a credential on every node (LoadCredential= fails the
+    // start with 243/CREDENTIALS when the file is missing), but a sub serves no joins: give it the
+    // hash of a token nobody knows.
+    let hash = l.secret(SecretFile::AppTokenSha256);
+    if p.mode == Mode::Sub && !hash.exists() {
+        let unknown =
+            crate::cluster::auth::token_sha256_hex(&crate::config::keygen::random_base62(43));
+        write_file(&hash, format!("{unknown}\n").as_bytes(), 0o640, gid)?;
+        changed.push(hash.display().to_string());
+    }
     let rp = l.secret(SecretFile::RedisPassword);
     if p.redis == Redis::Local && !rp.exists() {
         let pw = crate::config::keygen::random_base62(43);

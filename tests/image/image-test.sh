@@ -31,7 +31,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 t=$SECONDS
-raw=$(scripts/image.sh) || { say "scripts/image.sh failed"; exit 1; }
+raw=$(scripts/image.sh | tail -1) && [[ -f $raw ]] || { say "scripts/image.sh failed"; exit 1; }
 qcow2=${raw%.raw}.qcow2
 build_s=$((SECONDS - t))
 say "image: $raw (built or reused in ${build_s}s)"

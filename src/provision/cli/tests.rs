@@ -165,8 +165,11 @@ fn sub_from_the_esp_file_which_is_then_scrubbed() {
     );
     assert!(
         !l.secret(SecretFile::AppToken).exists(),
-        "a sub gets no generated app token"
+        "a sub gets no app token"
     );
+    // but a hash (of a token nobody has): the unit's LoadCredential= needs the file
+    let hash = read(&l, "/etc/airclass/secrets/app-token.sha256");
+    assert_eq!(hash.trim().len(), 64, "{hash}");
     assert!(!l.path(REDIS_CONF).exists());
     let node = read(&l, &format!("{NODES}/node-2.toml"));
     assert!(
