@@ -396,13 +396,19 @@ def cluster_checks(main, n1, n2, sec):
         # reported sysload so that placement can choose any node (the lab does the same).
         for vm in (main, n1, n2):
             vm.ssh(f"echo 0.1 > /run/airclass/{vm.name}/sysload-override")
-        return "sysload pinned at 0.1 via /run/airclass/NODE/sysload-override (test setting)"
-    check("test setting: sysload pinned", sysload_pin)
 
+        def pinned():  # main sees the subs' new sysload with their next heartbeat
+            code, text = http("GET", f"{API}/api/cluster/nodes")
+            data = json.loads(text) if code == 200 else []
+            nodes = data["nodes"] if isinstance(data, dict) else data
+            return len(nodes) == 3 and all(abs(n["stats"]["sysload"] - 0.1) < 1e-6 for n in nodes)
+        wait_for("every node reporting sysload 0.1 to main", pinned, 120)
+        return "sysload pinned at 0.1 via /run/airclass/NODE/sysload-override (test setting), seen by main"
     def mdns_cluster():
         names = wait_for("node-1 and node-2 alive at main", lambda: (lambda n: n if {"node-1", "node-2"} <= set(n) else None)(alive_nodes()), 300)
         return f"alive at main: {names} (subs have no main_url: found over mDNS)"
     check("cluster forms over mDNS", mdns_cluster)
+    check("test setting: sysload pinned", sysload_pin)
 
     placed = {}
 
@@ -423,6 +429,8 @@ def cluster_checks(main, n1, n2, sec):
             if c3 == 200:
                 raise AssertionError(f"{url} accepted a tampered token")
             placed[room] = j["node"]
+        if len(set(placed.values())) < 2:
+            raise AssertionError(f"all 12 rooms on one node ({placed}): the subs' LiveKit was not exercised")
         code, _ = http("POST", f"{API}/api/rooms/x/join", {"identity": "m", "role": "student"}, {"Authorization": "Bearer wrong"})
         if code != 401:
             raise AssertionError(f"a wrong app token got {code}")
