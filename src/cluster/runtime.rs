@@ -389,7 +389,7 @@ pub fn spawn_main_ticker(
                 _ = tick.tick() => {}
             }
             n += 1;
-            if n.is_multiple_of(4) {
+            if n % 4 == 0 {
                 main.register_self(info.clone(), stats().await);
             }
             main.tick();
