@@ -1,10 +1,10 @@
 {
   description = "airclass-node: one node of an AirClass live-classroom cluster (supervises LiveKit under systemd)";
 
-  # Pinned (flake.lock) to a nixos-25.11 revision: building the daemon needs Rust >= 1.88 (the
-  # crate's rust-version, set by its dependencies: redis 1.8, sysinfo 0.37, icu 2.4 via url);
-  # nixos-25.05 ships 1.86 and 24.11 ships 1.82, too old. Any nixpkgs from 24.11 on still
-  # *evaluates* this flake (scripts/nix-eval-offline.sh checks that with a local 24.11 tree).
+  # Pinned (flake.lock) to a nixos-25.11 revision: building the daemon needs Rust >= 1.88, above
+  # Cargo.toml's rust-version (1.85) because its locked dependencies declare 1.88 (redis 1.8,
+  # sysinfo 0.37, icu 2.4 via url); nixos-25.05 ships 1.86 and 24.11 ships 1.82, too old. Any
+  # nixpkgs from 24.11 on still *evaluates* this flake (scripts/nix-eval-offline.sh, 24.11 tree).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
