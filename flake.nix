@@ -89,6 +89,13 @@
           # that do not carry multicast between the VMs (not confirmed either way here, as the
           # VM tests could not be run where this was written).
           three-node-main-url = threeNode pkgs "main-url";
+          # The appliance's first-boot provisioning on NixOS: four machines, one configuration,
+          # told who they are by credentials and the kernel command line (one is not told).
+          appliance = import ./nix/tests/appliance.nix {
+            inherit pkgs;
+            airclassModule = self.nixosModules.default;
+            package = self.packages.${system}.airclass-node;
+          };
         }
       );
 
