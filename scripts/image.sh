@@ -32,8 +32,9 @@
 #
 # Cache: ${AIRCLASS_CACHE:-/var/tmp/airclass-cache}/image/
 #   base-KEY/        debootstrapped Debian base (KEY: package list + suite)
-#   out/KEY.raw|.qcow2|.info   finished images (KEY: base, .deb contents, livekit, packaging/image,
-#                    this script); a second run with the same inputs only prints the path.
+#   out/KEY.raw|.qcow2|.info   the finished image (KEY: base, .deb contents, livekit,
+#                    packaging/image, this script); a second run with the same inputs only prints
+#                    the path. Older bases and images are removed when a new one is made.
 # Symlinks to the newest images: target/image/airclass-appliance.{raw,qcow2,info}.
 # Env: IMAGE_REBUILD=1 rebuilds the image, IMAGE_REBUILD_BASE=1 also the base; IMAGE_QCOW2=0
 # skips the qcow2.
@@ -100,6 +101,7 @@ build_base() {
   rm -rf "$dir.tmp"/var/lib/apt/lists/*
   touch "$dir.tmp/.complete"
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  find "$IMG_CACHE" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +   # older package lists
   say "base: ready, $(du -sh "$dir" | cut -f1)"
 }
 
@@ -316,6 +318,8 @@ EOF
     [[ -f $out.qcow2 ]] && echo "qcow2_bytes=$(stat -c %s "$out.qcow2")"
   } > "$out.info"
   rm -rf "$WORK"
+  # only the newest image stays in the cache (each is about 1.1 GiB)
+  find "$IMG_CACHE/out" -maxdepth 1 -type f ! -name "$key.*" -delete
 }
 
 main() {
