@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             command: SecretsCommand::Init { dir, group },
         } => commands::secrets_init(dir, group),
         Command::HashToken => commands::hash_token(),
+        Command::Provision(args) => airclass_node::provision::command(args),
         Command::Man => commands::man(),
     };
     ExitCode::from(code)
