@@ -56,6 +56,9 @@ pub enum DaemonError {
     /// The cluster role cannot start with this configuration (exit 78).
     #[error("{0}")]
     ClusterConfig(String),
+    /// `[metrics]` cannot be set up (exit 78).
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::http::MetricsError),
 }
 
 impl DaemonError {
@@ -64,7 +67,8 @@ impl DaemonError {
         match self {
             DaemonError::Tls(_)
             | DaemonError::RedisOwnedByOther(_)
-            | DaemonError::ClusterConfig(_) => crate::exit::CONFIG,
+            | DaemonError::ClusterConfig(_)
+            | DaemonError::Metrics(_) => crate::exit::CONFIG,
             _ => crate::exit::FAILURE,
         }
     }
@@ -136,6 +140,10 @@ pub async fn run(
     let node = Arc::new(node);
     let secrets = Arc::new(secrets);
 
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let metrics_access =
+        crate::metrics::http::Access::prepare(&node.config.metrics, credentials.as_deref())?;
+
     // 1. render LiveKit's config
     notifier.status("starting: rendering LiveKit config");
     let rendered = render::render(&node, Some(&secrets), false)?;
@@ -159,6 +167,7 @@ pub async fn run(
                 }
             })?;
             tracing::info!(address = %target.address, "Redis reachable");
+            crate::metrics::redis::spawn_pinger(probe.clone(), &tracker, root.child_token());
             store = Some(
                 cluster::claim_redis(&probe, &node.config.cluster.id)
                     .await
@@ -238,6 +247,7 @@ pub async fn run(
         livekit: lk_rx.clone(),
         stats: stats_rx.clone(),
         started,
+        sub: None,
     };
     // the cluster role: main (membership, placement, joins), sub (find main, heartbeats) or
     // standalone (joins for itself)
@@ -263,7 +273,17 @@ pub async fn run(
             return Err(DaemonError::ClusterConfig(e.to_string()));
         }
     };
+    let state = NodeState {
+        sub: cluster.sub.clone(),
+        ..state
+    };
     let app = api::router(state, cluster.routes.clone(), cluster.replaces_node_rooms);
+    let app = metrics_access.attach(
+        app,
+        metrics_sources(&node, &lk_rx, &stats_rx, &cluster),
+        &tracker,
+        root.child_token(),
+    );
     let api_cancel = root.child_token();
     if let Err(e) = serve_api(&node, app, api_cancel.clone(), &tracker).await {
         cluster_cancel.cancel();
@@ -395,6 +415,28 @@ pub async fn run(
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// What `/metrics` reads at scrape time.
+fn metrics_sources(
+    node: &NodeConfig,
+    livekit: &watch::Receiver<LivekitStatus>,
+    stats: &watch::Receiver<crate::stats::Sample>,
+    cluster: &cluster::ClusterHandle,
+) -> crate::metrics::Sources {
+    crate::metrics::Sources {
+        node: node.name.clone(),
+        mode: node.mode.as_str(),
+        sysload_limit: node
+            .mode
+            .is_clustered()
+            .then_some(node.config.cluster.sysload_limit),
+        livekit: livekit.clone(),
+        stats: stats.clone(),
+        main: cluster.main.clone(),
+        sub: cluster.sub.clone(),
+        redis: node.redis.is_some(),
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`api`]: the control API (axum).
 //! - [`cluster`]: main/sub protocol, discovery, placement, membership, Redis.
 //! - [`firewall`]: the per-instance nftables table.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
+//! - [`status`]: `airclass-node status`, the status page on main, recent membership changes.
 //! - [`daemon`]: wiring, cancellation tree, ordered shutdown.
 //! - [`cli`], [`exit`]: the command line and its exit codes.
 
@@ -20,6 +22,8 @@ pub mod exit;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod metrics;
 pub mod stats;
+pub mod status;
 pub mod systemd;
 pub mod tls;

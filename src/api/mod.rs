@@ -28,6 +28,8 @@ pub struct NodeState {
     pub livekit: watch::Receiver<LivekitStatus>,
     pub stats: watch::Receiver<Sample>,
     pub started: Instant,
+    /// A sub's link to main (`GET /api/node` → `cluster`).
+    pub sub: Option<Arc<crate::cluster::sub_role::SubHandle>>,
 }
 
 /// A JSON error answer.

@@ -64,7 +64,18 @@ async fn node(State(s): State<NodeState>) -> impl IntoResponse {
         },
         "uptime_secs": s.started.elapsed().as_secs(),
         "stats": st,
+        "cluster": cluster_view(&s),
     }))
+}
+
+/// A sub: its link to main (registered / rejected and why / unreachable / searching); main:
+/// `{"role":"main"}`; standalone: `null`.
+fn cluster_view(s: &NodeState) -> serde_json::Value {
+    match (&s.sub, s.node.mode) {
+        (Some(sub), _) => serde_json::to_value(sub.link()).unwrap_or_default(),
+        (None, crate::config::Mode::Main) => json!({ "role": "main" }),
+        (None, _) => serde_json::Value::Null,
+    }
 }
 
 async fn local_rooms(State(s): State<NodeState>) -> Result<impl IntoResponse, ApiError> {

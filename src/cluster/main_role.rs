@@ -162,6 +162,7 @@ impl Main {
     pub fn tick(&self) -> Vec<Transition> {
         let t = self.membership().tick(now());
         for tr in &t {
+            crate::status::events::record(&tr.name, Some(tr.from), tr.to);
             match tr.to {
                 Some(to) => {
                     tracing::warn!(node = %tr.name, from = ?tr.from, to = ?to, "node state changed")
@@ -201,6 +202,7 @@ impl Main {
     ) -> Refusal {
         let message = message.into();
         *lock(&self.refused).entry(code.as_str()).or_insert(0) += 1;
+        crate::metrics::refused(code);
         tracing::warn!(path, node = node.unwrap_or("-"), code = code.as_str(), reason = %message, "request refused");
         Refusal { code, message }
     }
@@ -372,6 +374,12 @@ async fn register(State(main): State<Arc<Main>>, req: Request) -> Result<Respons
         .register(r.node, &r.identity, r.stats, now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
     tracing::info!(node = %node, api_url = %info.api_url, livekit_url = %info.livekit_url, rooms, outcome = ?outcome, "node registered");
+    crate::metrics::registration_received();
+    crate::status::events::record(
+        &node,
+        outcome.previous(),
+        Some(super::protocol::NodeState::Alive),
+    );
     Ok(Json(RegisterResponse {
         accepted: true,
         heartbeat_secs: main.settings.heartbeat.as_secs(),
@@ -390,8 +398,14 @@ async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Respon
         .membership()
         .heartbeat(&h.name, &h.identity, h.stats, now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
+    crate::metrics::heartbeat_received();
     if previous != super::protocol::NodeState::Alive {
         tracing::info!(node = %node, from = ?previous, "node is back");
+        crate::status::events::record(
+            &node,
+            Some(previous),
+            Some(super::protocol::NodeState::Alive),
+        );
     }
     Ok(Json(HeartbeatResponse {
         accepted: true,
@@ -409,8 +423,9 @@ async fn leave(State(main): State<Arc<Main>>, req: Request) -> Result<Response, 
         .membership()
         .leave(&l.name, &l.identity, now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
-    if t.is_some() {
+    if let Some(tr) = &t {
         tracing::info!(node = %node, "node left the cluster");
+        crate::status::events::record(&node, Some(tr.from), tr.to);
     }
     lock(&main.recent).retain(|_, (n, _)| *n != l.name);
     Ok(Json(LeaveResponse { left: true }).into_response())

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod join;
+pub mod link;
 pub mod main_role;
 pub mod membership;
 pub mod placement;

@@ -204,6 +204,7 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
                 Vec::new()
             };
             let participants = list.iter().map(|r| r.num_participants).sum();
+            crate::metrics::local_rooms(list.len() as u32, participants);
             let room_names = list
                 .iter()
                 .map(|r| r.name.clone())

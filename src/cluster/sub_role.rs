@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, ClusterSecret};
 use super::discovery::DiscoveryEvent;
+use super::link::{self, LinkView, SubLink};
 use super::main_role::{lock, unix_now};
 use super::protocol::{
     ErrorBody, ErrorCode, HeartbeatRequest, HeartbeatResponse, LeaveRequest, NodeInfo, NodeStats,
@@ -82,6 +83,7 @@ impl std::fmt::Display for CallError {
 struct Shared {
     main_url: Option<String>,
     registered: bool,
+    link: SubLink,
 }
 
 /// The running sub loop.
@@ -172,6 +174,7 @@ impl SubHandle {
         let shared = Arc::new(Mutex::new(Shared {
             main_url: settings.main_url.clone(),
             registered: false,
+            link: SubLink::default(),
         }));
         let client = Client {
             settings: settings.clone(),
@@ -197,6 +200,11 @@ impl SubHandle {
     /// Is the sub registered with a main right now?
     pub fn registered(&self) -> bool {
         lock(&self.shared).registered
+    }
+
+    /// The link to main as operators see it (`GET /api/node`, `status`, `/metrics`).
+    pub fn link(&self) -> LinkView {
+        lock(&self.shared).link.view()
     }
 
     /// Stop heartbeating and send `/leave` (bounded by `budget`). Returns true when main
@@ -276,6 +284,7 @@ fn apply_event(
         }
         DiscoveryEvent::Lost(node) if current_main.as_deref() == Some(node.as_str()) => {
             tracing::warn!(main = %node, "main stopped advertising; looking for it again, LiveKit keeps serving");
+            s.link.searching(&main_lost_status(&node));
             s.main_url = None;
             s.registered = false;
             *current_main = None;
@@ -321,6 +330,7 @@ async fn run(
                     tracing::warn!(cluster = %st.cluster_id, "{MAIN_NOT_FOUND}: no main URL and no mDNS browse; LiveKit keeps serving");
                 }
                 set_status(&status, MAIN_NOT_FOUND.into());
+                lock(&shared).link.searching(MAIN_NOT_FOUND);
                 tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(period) => continue }
             };
             let deadline = search_started + st.discovery_timeout;
@@ -346,6 +356,7 @@ async fn run(
                         warned_not_found = true;
                         tracing::warn!(cluster = %st.cluster_id, waited_secs = st.discovery_timeout.as_secs(), "{MAIN_NOT_FOUND}; LiveKit keeps serving, still looking");
                         set_status(&status, MAIN_NOT_FOUND.into());
+                        lock(&shared).link.searching(MAIN_NOT_FOUND);
                     }
                 }
             }
@@ -376,6 +387,8 @@ async fn run(
                 .await
                 .map(|r| (r.heartbeat_secs, Some(r.main_name)))
         };
+        lock(&shared).link.observe(&url, &result);
+        crate::metrics::exchange_sent(registered, link::result_label(&result));
         let mut again_now = false;
         let mut quick_retry = false;
         match result {

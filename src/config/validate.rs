@@ -330,6 +330,13 @@ pub fn resolve(
             "use e.g. 65536".into(),
         );
     }
+    if let Err(e) = c.metrics.listen_addr() {
+        bad(
+            "metrics.listen",
+            e,
+            "leave it empty (metrics on the control API) or give HOST:PORT".into(),
+        );
+    }
     if let Some(p) = plan {
         if u32::from(p.api_port) == u32::from(MDNS_PORT) {
             bad(

@@ -101,6 +101,14 @@ impl LivekitStatus {
         }
     }
 
+    /// A status in `state` (tests and benches that need one without a supervisor).
+    pub fn for_tests(state: LivekitState) -> Self {
+        Self {
+            state,
+            ..Self::new()
+        }
+    }
+
     /// LiveKit serves (fully, or degraded because Redis is down).
     pub fn serving(&self) -> bool {
         matches!(self.state, LivekitState::Ready | LivekitState::Degraded)
@@ -158,6 +166,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     tracker: TaskTracker,
     jitter: Box<dyn FnMut() -> f64 + Send + Sync>,
+    /// Why the child is being restarted (set by `watch_child`, counted in the metrics).
+    restart_reason: crate::metrics::RestartReason,
 }
 
 /// How a wait for readiness ended.
@@ -189,6 +199,7 @@ impl Supervisor {
                 http,
                 tracker,
                 jitter,
+                restart_reason: crate::metrics::RestartReason::Crash,
             },
             rx,
         )
@@ -264,6 +275,7 @@ impl Supervisor {
                 }
                 let delay = self.cfg.backoff.delay(attempt, (self.jitter)());
                 attempt = attempt.saturating_add(1);
+                crate::metrics::livekit_restart(self.restart_reason);
                 self.set(|s| {
                     s.state = LivekitState::Backoff;
                     s.pid = None;
@@ -291,6 +303,7 @@ impl Supervisor {
                     }
                     StartOutcome::Failed(e) => {
                         tracing::error!(error = %e, "LiveKit restart failed");
+                        self.restart_reason = crate::metrics::RestartReason::FailedStart;
                         last = e.to_string();
                     }
                     StartOutcome::Cancelled => {
@@ -382,6 +395,7 @@ impl Supervisor {
                 && (!self.cfg.require_ready_line || tail.ready_line_seen())
             {
                 let took = started.elapsed();
+                crate::metrics::livekit_ready(took, first);
                 self.set(|s| {
                     s.state = LivekitState::Ready;
                     s.detail = format!("ready in {} ms", took.as_millis());
@@ -422,11 +436,14 @@ impl Supervisor {
                 _ = cancel.cancelled() => return None,
                 status = child.wait() => {
                     let what = describe_exit(status.ok());
+                    self.restart_reason = crate::metrics::RestartReason::Crash;
                     return Some(format!("LiveKit exited unexpectedly ({what})"));
                 }
                 _ = tick.tick() => {}
             }
+            let t0 = Instant::now();
             let probe = health::probe(&self.http, self.cfg.livekit_port, probe_timeout).await;
+            crate::metrics::health_probe(t0.elapsed(), probe.label());
             let redis_up = match (&probe, &self.cfg.redis) {
                 (Probe::NotReady(_), Some(r)) => {
                     let up = r.ping(Duration::from_millis(500)).await.is_ok();
@@ -469,6 +486,11 @@ impl Supervisor {
                         s.detail = format!("probe failed {n}x: {why}");
                     });
                     if n >= self.cfg.health_failures {
+                        self.restart_reason = if probe.is_timeout() {
+                            crate::metrics::RestartReason::Hang
+                        } else {
+                            crate::metrics::RestartReason::Health
+                        };
                         let grace = self.cfg.drain_timeout.min(Duration::from_secs(3));
                         self.stop_child(child, grace).await;
                         return Some(format!("health probe failed {n} times in a row ({why})"));
@@ -498,6 +520,7 @@ impl Supervisor {
         );
         if let Ok(status) = tokio::time::timeout(drain, child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            crate::metrics::livekit_drained(t0.elapsed(), crate::metrics::DrainOutcome::Exited);
             return;
         }
         tracing::warn!(
@@ -507,11 +530,13 @@ impl Supervisor {
         let _ = signal::kill(pid, Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            crate::metrics::livekit_drained(t0.elapsed(), crate::metrics::DrainOutcome::Forced);
             return;
         }
         tracing::warn!(pid = pid.as_raw(), "LiveKit ignored SIGTERM; SIGKILL");
         let _ = child.start_kill();
         let _ = child.wait().await;
+        crate::metrics::livekit_drained(t0.elapsed(), crate::metrics::DrainOutcome::Killed);
     }
 }
 
