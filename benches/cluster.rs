@@ -157,6 +157,8 @@ api_port = {api}
 advertise_address = "127.0.0.1"
 
 [livekit]
+# LiveKit's metrics port is derived per name; several benches share one host
+prometheus_port = 0
 binary = "{STANDIN}"
 api_key_file = "{key}"
 api_secret_file = "{secret}"

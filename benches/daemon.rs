@@ -79,7 +79,7 @@ fn node() -> Node {
         p.join("a.toml"),
         format!(
             "[node]\nlivekit_port = {lk}\nrtc_tcp_port = {tcp}\nrtc_udp_start = {udp}\nrtc_udp_end = {}\napi_port = {api}\n\
-             [livekit]\nbinary = \"{STANDIN}\"\napi_key_file = \"{k}\"\napi_secret_file = \"{s}\"\nnode_ip = \"127.0.0.1\"\nhealth_interval_ms = 1000\n\
+             [livekit]\nprometheus_port = 0\nbinary = \"{STANDIN}\"\napi_key_file = \"{k}\"\napi_secret_file = \"{s}\"\nnode_ip = \"127.0.0.1\"\nhealth_interval_ms = 1000\n\
              [api]\nbind = \"127.0.0.1\"\napp_token_sha256_file = \"{a}\"\n",
             udp + 20,
             k = p.join("s/key").display(),

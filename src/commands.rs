@@ -151,6 +151,10 @@ pub fn ports(cli: &Cli, instance: &str, json: bool) -> u8 {
                 println!("rtc tcp port   {}/tcp", p.rtc_tcp_port);
                 println!("rtc udp range  {}-{}/udp", p.rtc_udp_start, p.rtc_udp_end);
                 println!("control api    {}/tcp", p.api_port);
+                match p.livekit_metrics_port {
+                    Some(m) => println!("livekit metrics {m}/tcp"),
+                    None => println!("livekit metrics off"),
+                }
                 println!("mdns           {}/udp", config::ports::MDNS_PORT);
             }
             exit::OK
@@ -278,13 +282,9 @@ pub fn firewall(cli: &Cli, action: crate::cli::FirewallAction, instance: &str) -
                     return exit::CONFIG;
                 }
             };
-            let p = node.ports;
-            let spec = firewall::FirewallSpec::for_node(
+            let spec = firewall::FirewallSpec::for_plan(
                 instance,
-                p.livekit_port,
-                p.rtc_tcp_port,
-                p.api_port,
-                (p.rtc_udp_start, p.rtc_udp_end),
+                &node.ports,
                 node.mode.is_clustered() && node.config.cluster.mdns,
             );
             firewall::open_with(backend, &spec)

@@ -104,8 +104,8 @@ pub struct LivekitSection {
     pub use_external_ip: bool,
     /// LiveKit `region`.
     pub region: Option<String>,
-    /// LiveKit `prometheus.port` (0 = off).
-    pub prometheus_port: u32,
+    /// LiveKit `prometheus.port`: unset = the port plan's (main 6789, node-N 6789+N); 0 = off.
+    pub prometheus_port: Option<u32>,
     /// LiveKit `logging.level`: debug, info, warn, error.
     pub log_level: String,
     /// Seconds LiveKit may drain after SIGTERM before it is killed.
@@ -132,7 +132,7 @@ impl Default for LivekitSection {
             node_ip: None,
             use_external_ip: false,
             region: None,
-            prometheus_port: 0,
+            prometheus_port: None,
             log_level: "info".into(),
             drain_timeout_secs: 10,
             ready_timeout_secs: 30,

@@ -178,22 +178,20 @@ pub fn resolve(
             );
         }
     }
-    if lk.prometheus_port != 0 {
-        let taken = plan.map(|p| [p.livekit_port, p.rtc_tcp_port, p.api_port]);
-        if lk.prometheus_port > 65_535 {
+    let plan = plan.map(|p| p.with_livekit_metrics(lk.prometheus_port));
+    if let Some(port) = lk.prometheus_port.filter(|p| *p > 65_535) {
+        bad(
+            "livekit.prometheus_port",
+            format!("{port} is not a valid port"),
+            "use 1-65535, or 0 to turn LiveKit's metrics off".into(),
+        );
+    } else if let Some(p) = plan {
+        let taken = [p.livekit_port, p.rtc_tcp_port, p.api_port];
+        if let Some(m) = p.livekit_metrics_port.filter(|m| taken.contains(m)) {
             bad(
                 "livekit.prometheus_port",
-                format!("{} is not a valid port", lk.prometheus_port),
-                "use 1-65535, or 0 to turn metrics off".into(),
-            );
-        } else if taken.is_some_and(|t| t.iter().any(|p| u32::from(*p) == lk.prometheus_port)) {
-            bad(
-                "livekit.prometheus_port",
-                format!(
-                    "{} is already one of the node's TCP ports",
-                    lk.prometheus_port
-                ),
-                "give prometheus a port of its own".into(),
+                format!("{m} is already one of the node's TCP ports"),
+                "give LiveKit's metrics a port of their own (or 0 to turn them off)".into(),
             );
         }
     }

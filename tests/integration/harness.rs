@@ -100,6 +100,7 @@ health_interval_ms = 200
 drain_timeout_secs = 3
 ready_timeout_secs = 10
 node_ip = "127.0.0.1"
+prometheus_port = {prometheus_port}
 
 [cluster]
 secret_file = "{cluster}"
@@ -111,6 +112,7 @@ bind = "127.0.0.1"
 app_token_sha256_file = "{app}"
 "#,
             udp_end = udp + 20,
+            prometheus_port = base + 3,
             key = s("livekit-api-key"),
             secret = s("livekit-api-secret"),
             cluster = s("cluster-secret"),
