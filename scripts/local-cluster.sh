@@ -37,7 +37,7 @@ else
   printf '\n\033[1;33m%s\033[0m\n\n' "!!! livekit-server is not installed: using the TEST STAND-IN ($LK). It mimics LiveKit's config, health and RoomService for testing; it carries no media. Install livekit-server as /usr/local/bin/livekit-server for a real cluster. !!!"
 fi
 
-for p in 6390 7880 7881 7890 7891 7900 7901 8000 8001 8002; do
+for p in 6390 6789 6790 6791 7880 7881 7890 7891 7900 7901 8000 8001 8002; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use (another cluster running?)"; fi
 done
 
@@ -125,6 +125,13 @@ curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"identity":"kim","name":"Kim","role":"student"}' http://127.0.0.1:8000/api/rooms/algebra-101/join \
   | python3 -c 'import json,sys; j=json.load(sys.stdin); j["token"]=j["token"][:24]+"…"; print(json.dumps(j, indent=2))' \
   || die "the example join failed"
+echo
+say "airclass-node status --url http://127.0.0.1:8001   (asks node-1, then its main)"
+rc=0; "$BIN" status --url http://127.0.0.1:8001 || rc=$?
+[[ $rc -le 1 ]] || die "status says the cluster is down (exit $rc)"
+echo
+say "status page: http://127.0.0.1:8000/status   metrics: http://127.0.0.1:8000/metrics"
+curl -sf http://127.0.0.1:8000/metrics | grep -E '^airclass_cluster_nodes' || die "main serves no cluster metrics"
 echo
 if [[ $ONCE == 1 ]]; then
   say "--once: done"

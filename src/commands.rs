@@ -166,6 +166,67 @@ pub fn ports(cli: &Cli, instance: &str, json: bool) -> u8 {
     }
 }
 
+/// `status`: ask the daemons, print the table (or JSON) and the verdict; exit 0/1/2.
+pub fn status(
+    cli: &Cli,
+    instance: Option<&str>,
+    url: Option<&str>,
+    json: bool,
+    timeout: std::time::Duration,
+) -> u8 {
+    use crate::status::{client, report};
+    const UNREACHABLE: u8 = 2;
+    let local = match url {
+        Some(u) => u.to_owned(),
+        None => {
+            let picked = match instance {
+                Some(i) => Ok(i.to_owned()),
+                None => client::pick_instance(Path::new("/run/airclass"), &cli.nodes_dir),
+            };
+            let inst = match picked {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return UNREACHABLE;
+                }
+            };
+            match config::resolve(&sources(cli), &inst, None) {
+                Ok((node, _)) => client::local_api_url(&node),
+                Err(p) => {
+                    print_problems(&p);
+                    eprintln!("(or give the control API with --url http://HOST:PORT)");
+                    return UNREACHABLE;
+                }
+            }
+        }
+    };
+    let http = match crate::tls::http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return UNREACHABLE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return UNREACHABLE;
+        }
+    };
+    let answers = rt.block_on(client::gather(&http, &local, timeout));
+    let r = report::build(&answers);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", report::render_table(&r));
+    }
+    r.exit_code
+}
+
 pub fn secrets_init(dir: &Path, group: &str) -> u8 {
     match config::keygen::init_dir(dir, group) {
         Ok(created) if created.is_empty() => {
