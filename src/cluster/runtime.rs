@@ -359,8 +359,12 @@ pub async fn start(ctx: ClusterContext) -> Result<ClusterHandle, ClusterError> {
         &ctx.tracker,
         ctx.cancel.child_token(),
     );
+    let routes = match clustered {
+        true => main.routes().merge(crate::status::page::routes()),
+        false => main.routes(),
+    };
     Ok(ClusterHandle {
-        routes: main.routes(),
+        routes,
         replaces_node_rooms: clustered,
         status: status_rx,
         main: Some(main),

@@ -4,4 +4,5 @@
 
 pub mod client;
 pub mod events;
+pub mod page;
 pub mod report;
