@@ -45,14 +45,13 @@ pub fn metric_names(expr: &str) -> Vec<String> {
         }
     }
     // `by (a, b)`: the grouping labels are not metrics
-    let mut words = clean
+    let words = clean
         .split(|c: char| {
             !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '(' || c == ')')
         })
-        .filter(|w| !w.is_empty())
-        .peekable();
+        .filter(|w| !w.is_empty());
     let mut skip_group = false;
-    while let Some(w) = words.next() {
+    for w in words {
         for part in w.split_inclusive(['(', ')']) {
             let name = part.trim_end_matches(['(', ')']);
             if skip_group {

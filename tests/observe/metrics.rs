@@ -202,7 +202,7 @@ async fn main_and_subs_expose_parseable_conventional_metrics() {
     let placed: f64 = fams
         .iter()
         .flat_map(|f| &f.samples)
-        .filter(|s| s.name == "airclass_cluster_joins_total" && s.labels["node"] != "")
+        .filter(|s| s.name == "airclass_cluster_joins_total" && !s.labels["node"].is_empty())
         .map(|s| s.value)
         .sum();
     assert_eq!(placed, 3.0);
