@@ -193,7 +193,7 @@ async fn join_inner(
     let (node, livekit_url, reason) = main.place(&room).await?;
     crate::metrics::placement(t0.elapsed());
     let (token, expires_at) = main.mint_token(&room, &jr)?;
-    tracing::info!(room = %room, node = %node, role = ?jr.role, reason = ?reason, "join placed");
+    tracing::info!(room = %room, node = %node, role = ?jr.role, outcome = crate::metrics::placement_outcome(reason), "join placed");
     let answer = JoinResponse {
         room,
         node,

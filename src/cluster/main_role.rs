@@ -165,9 +165,11 @@ impl Main {
             crate::status::events::record(&tr.name, Some(tr.from), tr.to);
             match tr.to {
                 Some(to) => {
-                    tracing::warn!(node = %tr.name, from = ?tr.from, to = ?to, "node state changed")
+                    tracing::warn!(node = %tr.name, from = tr.from.as_str(), to = to.as_str(), "node state changed")
                 }
-                None => tracing::info!(node = %tr.name, from = ?tr.from, "node forgotten"),
+                None => {
+                    tracing::info!(node = %tr.name, from = tr.from.as_str(), to = "forgotten", "node forgotten")
+                }
             }
         }
         let keep = self.settings.heartbeat * 3;
@@ -400,7 +402,7 @@ async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Respon
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
     crate::metrics::heartbeat_received();
     if previous != super::protocol::NodeState::Alive {
-        tracing::info!(node = %node, from = ?previous, "node is back");
+        tracing::info!(node = %node, from = previous.as_str(), to = "alive", "node is back");
         crate::status::events::record(
             &node,
             Some(previous),

@@ -28,15 +28,6 @@ pub struct Event {
 
 static RING: Mutex<VecDeque<Event>> = Mutex::new(VecDeque::new());
 
-fn name(s: NodeState) -> &'static str {
-    match s {
-        NodeState::Alive => "alive",
-        NodeState::Suspect => "suspect",
-        NodeState::Dead => "dead",
-        NodeState::Left => "left",
-    }
-}
-
 /// Record that `node` went from `from` (None: unknown before) to `to` (None: forgotten).
 pub fn record(node: &str, from: Option<NodeState>, to: Option<NodeState>) {
     if from.is_some() && from == to {
@@ -50,8 +41,8 @@ pub fn record(node: &str, from: Option<NodeState>, to: Option<NodeState>) {
     let ev = Event {
         at_ms,
         node: node.to_owned(),
-        from: from.map(name),
-        to: to.map(name).unwrap_or("forgotten"),
+        from: from.map(NodeState::as_str),
+        to: to.map(NodeState::as_str).unwrap_or("forgotten"),
     };
     let mut ring = RING.lock().unwrap_or_else(|p| p.into_inner());
     if ring.len() == CAPACITY {

@@ -38,10 +38,17 @@ impl Chrome {
         let url = format!("http://127.0.0.1:{port}");
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "chromedriver did not listen");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "chromedriver did not listen"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, url, profile: tempfile::tempdir().unwrap() }
+        Self {
+            child,
+            url,
+            profile: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// A headless Chromium session with a fresh profile and no network of its own.
@@ -71,7 +78,10 @@ impl Chrome {
             .as_str()
             .unwrap_or_else(|| panic!("chromedriver refused the session: {r}"))
             .to_owned();
-        Session { base: format!("{}/session/{id}", self.url), http }
+        Session {
+            base: format!("{}/session/{id}", self.url),
+            http,
+        }
     }
 }
 
@@ -104,16 +114,23 @@ impl Session {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", json!({ "url": url })).await;
+        self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
     }
 
     pub async fn execute(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", json!({ "script": script, "args": [] }))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
     }
 
     pub async fn screenshot(&self, to: &Path) {
-        let b64 = self.call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let b64 = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap())
             .unwrap();

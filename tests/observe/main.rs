@@ -12,6 +12,7 @@ mod harness;
 mod real_livekit;
 
 mod dashboard;
+mod journald;
 mod metrics;
 mod prom;
 mod status_cmd;

@@ -43,7 +43,14 @@ where
 }
 
 pub async fn node_state(main: &Daemon, name: &str) -> Option<String> {
-    let (_, v) = main.get_json("/api/cluster/nodes").await;
+    node_state_at(&main.api, name).await
+}
+
+pub async fn node_state_at(api: &str, name: &str) -> Option<String> {
+    let r = reqwest::get(format!("{api}/api/cluster/nodes"))
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
     v.as_array()?
         .iter()
         .find(|n| n["name"] == name)
