@@ -34,8 +34,9 @@ if [[ -x $BIN ]] && check "$BIN"; then
   say "cached: $BIN ($("$BIN" --version 2>&1 | head -1))"
 else
   command -v go >/dev/null || {
-    say "ERROR: Go is needed to build livekit-server $LIVEKIT_VERSION (apt-get install golang-go,"
-    say "or Go >= 1.25 from go.dev), or put a livekit-server $LIVEKIT_VERSION binary at $BIN"
+    say "ERROR: Go >= 1.26 is needed to build livekit-server $LIVEKIT_VERSION (its go.mod says go 1.26;"
+    say "Debian 12's golang-go is 1.19, too old: use go.dev/dl), or put a livekit-server"
+    say "$LIVEKIT_VERSION binary at $BIN (or point AIRCLASS_LIVEKIT at one for the tests)"
     exit 1
   }
   mkdir -p "$DIR"

@@ -273,7 +273,8 @@ The cluster\-wide file /etc/airclass/airclass.toml is read first, then the per\-
 /etc/airclass/nodes/NAME.toml (same schema, merged over it), then the environment variables
 below. Unknown keys are errors. Sections: [node] (mode, name, livekit_port, rtc_tcp_port,
 rtc_udp_start, rtc_udp_end, api_port, advertise_address), [livekit] (binary, url, api_key_file,
-api_secret_file, port_mode = mux|range, expected_participants, node_ip, use_external_ip, region,
+api_secret_file, port_mode = mux|range, expected_participants, node_ip, use_external_ip,
+stun_servers (STUN servers handed to clients, HOST:PORT; empty = none that leaves the LAN), region,
 prometheus_port, log_level, drain_timeout_secs, ready_timeout_secs, health_interval_ms,
 health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
 main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,

@@ -102,6 +102,10 @@ pub struct LivekitSection {
     pub node_ip: Option<String>,
     /// `rtc.use_external_ip` (STUN); overrides node_ip in LiveKit.
     pub use_external_ip: bool,
+    /// STUN servers (`host:port`) LiveKit hands to clients (`rtc.stun_servers`). Empty (the
+    /// default): none that leaves the classroom LAN; LiveKit is given a loopback placeholder,
+    /// because it hands out Google's and Twilio's public STUN servers when the list is empty.
+    pub stun_servers: Vec<String>,
     /// LiveKit `region`.
     pub region: Option<String>,
     /// LiveKit `prometheus.port`: unset = the port plan's (main 6789, node-N 6789+N); 0 = off.
@@ -131,6 +135,7 @@ impl Default for LivekitSection {
             expected_participants: 0,
             node_ip: None,
             use_external_ip: false,
+            stun_servers: Vec::new(),
             region: None,
             prometheus_port: None,
             log_level: "info".into(),

@@ -168,6 +168,13 @@ pub fn resolve(
             );
         }
     }
+    for (problem, fix) in lk
+        .stun_servers
+        .iter()
+        .filter_map(|s| stun_server_problem(s))
+    {
+        bad("livekit.stun_servers", problem, fix);
+    }
     if let Some(url) = lk.url.as_deref().filter(|s| !s.is_empty()) {
         if !(url.starts_with("ws://") || url.starts_with("wss://")) || url::Url::parse(url).is_err()
         {
@@ -389,6 +396,23 @@ pub fn resolve(
         },
         warnings,
     ))
+}
+
+/// What is wrong with one `livekit.stun_servers` entry (LiveKit prefixes `stun:` itself).
+fn stun_server_problem(entry: &str) -> Option<(String, String)> {
+    let (host, port) = entry.rsplit_once(':').unwrap_or((entry, ""));
+    let host_ok = !host.is_empty()
+        && !host.contains("//")
+        && !matches!(host, "stun" | "stuns" | "turn" | "turns")
+        && !host.chars().any(char::is_whitespace)
+        && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    (!host_ok || !port_ok).then(|| {
+        (
+            format!("{entry:?} is not a STUN server HOST:PORT"),
+            "give HOST:PORT, e.g. 10.0.0.1:3478 or [fd00::1]:3478 (no stun: prefix)".into(),
+        )
+    })
 }
 
 /// Parse `redis://[user@]host:port[/db]` (or `rediss://` for TLS). Passwords belong in a file.

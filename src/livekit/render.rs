@@ -18,6 +18,12 @@ pub const CONFIG_FILE: &str = "livekit.yaml";
 pub const KEYS_FILE: &str = "livekit-keys.yaml";
 /// What stands in for a secret in `render` output.
 pub const REDACTED: &str = "[redacted]";
+/// `rtc.stun_servers` when `livekit.stun_servers` is empty. LiveKit 1.13.5 hands clients
+/// Google's and Twilio's public STUN servers whenever it has no STUN or TURN server configured
+/// (`iceServersForParticipant`), and uses them itself when `rtc.node_ip` is not set; a closed
+/// classroom LAN reaches neither. Nothing answers here (the discard port of the client's own
+/// loopback), so no STUN request leaves a client or the node; host candidates carry the media.
+pub const NO_STUN_PLACEHOLDER: &str = "127.0.0.1:9";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -67,6 +73,7 @@ struct Rtc {
     use_external_ip: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     node_ip: Option<String>,
+    stun_servers: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -145,6 +152,7 @@ pub fn render(
             port_range_end: range_end,
             use_external_ip: c.livekit.use_external_ip,
             node_ip: c.livekit.node_ip.clone().filter(|s| !s.is_empty()),
+            stun_servers: stun_servers(&c.livekit.stun_servers),
         },
         redis,
         key_file: keys_path.display().to_string(),
@@ -178,6 +186,15 @@ pub fn render(
         config_path,
         keys_path,
     })
+}
+
+/// `livekit.stun_servers`, or the placeholder that keeps LiveKit's public defaults away.
+fn stun_servers(configured: &[String]) -> Vec<String> {
+    if configured.is_empty() {
+        vec![NO_STUN_PLACEHOLDER.to_string()]
+    } else {
+        configured.to_vec()
+    }
 }
 
 /// Write both files atomically, mode 0600, creating the runtime directory (0700) if needed.
@@ -326,6 +343,23 @@ mod tests {
         assert_eq!(v["node_selector"]["kind"], "sysload");
         assert!(v["rtc"].get("node_selector").is_none());
         assert_eq!(v["rtc"]["udp_port"], "51000-51020");
+    }
+
+    #[test]
+    fn stun_servers_never_left_empty() {
+        let v = |toml: &str| -> serde_yaml::Value {
+            let y = render(&node("main", toml), Some(&secrets()), true).unwrap();
+            serde_yaml::from_str(&y.config_yaml).unwrap()
+        };
+        let default = v("");
+        assert_eq!(default["rtc"]["stun_servers"][0], NO_STUN_PLACEHOLDER);
+        assert_eq!(
+            default["rtc"]["stun_servers"].as_sequence().unwrap().len(),
+            1
+        );
+        let lan = v("[livekit]\nstun_servers = [\"10.0.0.1:3478\", \"stun.lan:3478\"]\n");
+        assert_eq!(lan["rtc"]["stun_servers"][0], "10.0.0.1:3478");
+        assert_eq!(lan["rtc"]["stun_servers"][1], "stun.lan:3478");
     }
 
     #[test]

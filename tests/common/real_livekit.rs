@@ -27,7 +27,7 @@ pub fn real_livekit() -> PathBuf {
     assert!(
         is_executable(&p),
         "the real livekit-server is missing at {}: run scripts/livekit.sh (builds the pinned \
-         version with `go install`; needs Go >= 1.25 and the Go module proxy), or set \
+         version with `go install`; needs Go >= 1.26 and the Go module proxy), or set \
          AIRCLASS_LIVEKIT to a livekit-server binary of the pinned version",
         p.display()
     );

@@ -35,6 +35,22 @@ fn http_error(status: StatusCode, msg: &str) -> Response {
     text(status, format!("{msg}\n"))
 }
 
+/// livekit's `HandleError`: logs `error handling request` (WARN), body = the message only.
+fn handle_error(status: StatusCode, msg: &str, path: &str) -> Response {
+    let fields = [
+        ("error", msg.into()),
+        ("status", status.as_u16().into()),
+        ("path", path.into()),
+    ];
+    crate::log::log(
+        crate::log::Level::Warn,
+        "service/utils.go:84",
+        "error handling request",
+        &fields,
+    );
+    text(status, msg.to_string())
+}
+
 fn query_map(uri: &axum::http::Uri) -> HashMap<String, String> {
     let mut out = HashMap::new();
     if let Some(q) = uri.query() {
@@ -77,64 +93,63 @@ enum Auth {
     Valid(Box<Claims>),
 }
 
-/// The API-key middleware: a token that is present but bad is a plain-text 401.
+/// The API-key middleware (`auth.go`, 1.13.5 wording): a token that is present but bad is a
+/// plain-text 401: unparsable → `invalid authorization token`, unknown key → `invalid API key:
+/// KEY`, bad signature or expired → `invalid token: JWT, error: REASON`.
 fn authenticate(
     shared: &Shared,
-    headers: &HeaderMap,
+    req: &Request,
     query: &HashMap<String, String>,
 ) -> Result<Auth, Box<Response>> {
-    let token = match headers.get(header::AUTHORIZATION) {
-        Some(value) => {
-            let value = value.to_str().unwrap_or("");
-            match value.strip_prefix("Bearer ") {
-                Some(t) => t.to_string(),
-                None => {
-                    return Err(Box::new(http_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid authorization header. Must start with Bearer",
-                    )))
-                }
+    let path = req.uri().path();
+    let deny = |msg: &str| Box::new(handle_error(StatusCode::UNAUTHORIZED, msg, path));
+    let token = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => match value.to_str().unwrap_or("").strip_prefix("Bearer ") {
+            Some(t) => t.to_string(),
+            None => {
+                return Err(deny(
+                    "invalid authorization header. Must start with Bearer ",
+                ))
             }
-        }
+        },
         None => match query.get("access_token") {
             Some(t) if !t.is_empty() => t.clone(),
             _ => return Ok(Auth::None),
         },
     };
-    let unverified = Claims::from_unverified(&token).map_err(|e| Box::new(token_error(&e)))?;
+    let unverified =
+        Claims::from_unverified(&token).map_err(|_| deny("invalid authorization token"))?;
     let Some(secret) = shared.cfg.keys.get(&unverified.iss) else {
-        return Err(Box::new(http_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid API key",
-        )));
+        return Err(deny(&format!("invalid API key: {}", unverified.iss)));
     };
     let claims = TokenVerifier::with_api_key(&unverified.iss, secret)
         .verify(&token)
-        .map_err(|e| Box::new(token_error(&e)))?;
+        .map_err(|e| {
+            deny(&format!(
+                "invalid token: {token}, error: {}",
+                token_reason(&e)
+            ))
+        })?;
     Ok(Auth::Valid(Box::new(claims)))
 }
 
-fn token_error(e: &AccessTokenError) -> Response {
-    let detail = match e {
+fn token_reason(e: &AccessTokenError) -> String {
+    match e {
         AccessTokenError::Encoding(inner) => inner.to_string(),
         other => other.to_string(),
-    };
-    http_error(
-        StatusCode::UNAUTHORIZED,
-        &format!("invalid authorization token: {detail}"),
-    )
+    }
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let query = query_map(req.uri());
-    let auth = match authenticate(&shared, req.headers(), &query) {
+    let auth = match authenticate(&shared, &req, &query) {
         Ok(a) => a,
         Err(resp) => return *resp,
     };
     match path.as_str() {
         "/" => health(&shared),
-        "/rtc/validate" | "/rtc/v1/validate" => validate(&shared, &auth),
+        "/rtc/validate" | "/rtc/v1/validate" => validate(&shared, &auth, &path),
         "/standin/participants" => standin_participants(&shared, req.method(), &query).await,
         "/standin/health" => standin_health(&shared, req.method(), &query),
         p if p.starts_with("/twirp/") => twirp(&shared, req, auth).await,
@@ -155,21 +170,25 @@ fn health(shared: &Shared) -> Response {
     text(StatusCode::OK, "OK")
 }
 
-fn validate(shared: &Shared, auth: &Auth) -> Response {
+fn validate(shared: &Shared, auth: &Auth, path: &str) -> Response {
+    let fail = |status, msg| handle_error(status, msg, path);
     let Auth::Valid(claims) = auth else {
-        return http_error(StatusCode::UNAUTHORIZED, "permissions denied");
+        return fail(StatusCode::UNAUTHORIZED, "permissions denied");
     };
     if !claims.video.room_join {
-        return http_error(StatusCode::UNAUTHORIZED, "permissions denied");
+        return fail(StatusCode::UNAUTHORIZED, "permissions denied");
     }
     if claims.sub.is_empty() {
-        return http_error(StatusCode::BAD_REQUEST, "identity cannot be empty");
+        return fail(StatusCode::BAD_REQUEST, "identity cannot be empty");
     }
     if claims.video.room.is_empty() {
-        return http_error(StatusCode::BAD_REQUEST, "no room name");
+        return fail(StatusCode::BAD_REQUEST, "no room name");
+    }
+    if path == "/rtc/v1/validate" {
+        return fail(StatusCode::BAD_REQUEST, "join_request is required");
     }
     if !shared.cfg.room_auto_create && !shared.rooms_lock().contains_key(&claims.video.room) {
-        return http_error(StatusCode::NOT_FOUND, "requested room does not exist");
+        return fail(StatusCode::NOT_FOUND, "requested room does not exist");
     }
     text(StatusCode::OK, "success")
 }
@@ -178,7 +197,8 @@ fn validate(shared: &Shared, auth: &Auth) -> Response {
 // Stand-in-only hooks (never present in the real server).
 // ---------------------------------------------------------------------------------------------
 
-/// `POST /standin/participants?room=X&count=N`: sets the number of fake participants.
+/// `POST /standin/participants?room=X&count=N[&identity=NAME]`: sets the number of fake
+/// participants (new ones are named NAME, NAME-1, … or `standin-participant-N`).
 async fn standin_participants(
     shared: &Shared,
     method: &Method,
@@ -201,7 +221,8 @@ async fn standin_participants(
             "stand-in hook: count must be a number",
         );
     };
-    let updated = shared.set_fake_participants(room, count);
+    let identity = query.get("identity").map(String::as_str);
+    let updated = shared.set_fake_participants_named(room, count, identity);
     shared.store_room(&updated).await;
     crate::log::info(
         "standin/http.rs:1",
@@ -289,11 +310,11 @@ where
             } else {
                 body
             };
-            serde_json::from_slice::<T>(body).map_err(|e| {
+            serde_json::from_slice::<T>(body).map_err(|_| {
                 Box::new(twirp_error(
                     StatusCode::BAD_REQUEST,
                     "malformed",
-                    &format!("the json request could not be decoded: {e}"),
+                    "the json request could not be decoded",
                     None,
                 ))
             })
@@ -405,24 +426,18 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
     if !grants(auth).is_some_and(|g| g.room_create) {
         return denied();
     }
-    if req.name.is_empty() {
-        return twirp_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_argument",
-            "name cannot be empty",
-            Some(json!({"argument": "name"})),
-        );
-    }
+    // An empty name is accepted, as by the real server (it creates a room named "").
     let room = {
         let mut rooms = shared.rooms_lock();
-        if let Some(existing) = rooms.get(&req.name) {
-            existing.room.clone()
+        if let Some(existing) = rooms.get_mut(&req.name) {
+            existing.view()
         } else {
-            if shared.draining.load(Ordering::Relaxed) {
-                // The only node is SHUTTING_DOWN: no selectable node.
+            if shared.draining.load(Ordering::Relaxed) && shared.redis.is_some() {
+                // With Redis the selector skips SHUTTING_DOWN nodes; single-node routing
+                // places the room whatever the node state.
                 return twirp_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    "unknown",
                     "could not find any available nodes",
                     None,
                 );
@@ -434,13 +449,7 @@ async fn create_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
                 req.max_participants,
                 &req.metadata,
             );
-            rooms.insert(
-                req.name.clone(),
-                RoomEntry {
-                    room: room.clone(),
-                    participants: Vec::new(),
-                },
-            );
+            rooms.insert(req.name.clone(), RoomEntry::new(room.clone()));
             room
         }
     };
@@ -458,9 +467,9 @@ fn list_rooms(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> Respo
     }
     let rooms: Vec<proto::Room> = shared
         .rooms_lock()
-        .values()
+        .values_mut()
         .filter(|e| req.names.is_empty() || req.names.contains(&e.room.name))
-        .map(|e| e.room.clone())
+        .map(RoomEntry::view)
         .collect();
     let json = json!({"rooms": rooms.iter().map(pjson::room).collect::<Vec<_>>()});
     reply(codec, &proto::ListRoomsResponse { rooms }, json)
@@ -479,7 +488,7 @@ async fn delete_room(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -
         return twirp_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "requested room does not exist",
+            "twirp error unknown: requested room does not exist",
             None,
         );
     }
@@ -532,7 +541,7 @@ fn get_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &Auth) -> 
         None => twirp_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "participant not found",
+            "twirp error unknown: participant does not exist",
             None,
         ),
     }
@@ -555,8 +564,8 @@ async fn remove_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &
                 if entry.participants.len() == before {
                     None
                 } else {
-                    entry.room.num_participants = entry.participants.len() as u32;
-                    Some(entry.room.clone())
+                    entry.mark_dirty();
+                    Some(entry.view())
                 }
             }
             None => None,
@@ -570,7 +579,7 @@ async fn remove_participant(shared: &Shared, codec: Codec, body: &Bytes, auth: &
         None => twirp_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "participant not found",
+            "twirp error unknown: participant does not exist",
             None,
         ),
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol::{
     participant_info, Node, NodeState, NodeStats, NodeType, ParticipantInfo, Room,
@@ -51,11 +51,64 @@ pub fn random_id(prefix: &str) -> String {
     format!("{prefix}{tail}")
 }
 
-/// One room and its fake participants.
+/// The real room's `ProtoProxy` refresh interval: `num_participants` in ListRooms lags.
+const ROOM_UPDATE: Duration = Duration::from_secs(5);
+
+/// One room and its fake participants. `Room.num_participants` is refreshed like the real
+/// server's room proto: at once when the last refresh is over 5 s old, else at the room's
+/// next 5 s tick (so a join can take up to ~5 s to show in ListRooms).
 #[derive(Debug, Clone)]
 pub struct RoomEntry {
     pub room: Room,
     pub participants: Vec<ParticipantInfo>,
+    created: Instant,
+    refreshed_at: Instant,
+    dirty_since: Option<Instant>,
+    /// `num_participants` last written to Redis `rooms`.
+    stored: Option<u32>,
+}
+
+impl RoomEntry {
+    pub fn new(room: Room) -> Self {
+        let now = Instant::now();
+        Self {
+            room,
+            participants: Vec::new(),
+            created: now,
+            refreshed_at: now,
+            dirty_since: None,
+            stored: None,
+        }
+    }
+
+    fn refresh(&mut self, at: Instant) {
+        self.room.num_participants = self.participants.len() as u32;
+        self.refreshed_at = at;
+        self.dirty_since = None;
+    }
+
+    /// The participant list changed.
+    pub fn mark_dirty(&mut self) {
+        let now = Instant::now();
+        self.dirty_since.get_or_insert(now);
+        if now.duration_since(self.refreshed_at) > ROOM_UPDATE {
+            self.refresh(now);
+        }
+    }
+
+    /// The room as ListRooms shows it now.
+    pub fn view(&mut self) -> Room {
+        if let Some(since) = self.dirty_since {
+            let mut tick = self.created + ROOM_UPDATE;
+            while tick <= since || tick.duration_since(self.refreshed_at) < ROOM_UPDATE {
+                tick += ROOM_UPDATE;
+            }
+            if tick <= Instant::now() {
+                self.refresh(tick);
+            }
+        }
+        self.room.clone()
+    }
 }
 
 /// Everything the HTTP handlers, the stats ticker and the shutdown path share.
@@ -68,6 +121,8 @@ pub struct Shared {
     pub stats_updated_at: AtomicI64,
     pub draining: AtomicBool,
     pub force_stale: AtomicBool,
+    /// The first `nodes` entry carries only started_at/updated_at; full stats from the 1st tick.
+    full_stats: AtomicBool,
     pub rooms: Mutex<BTreeMap<String, RoomEntry>>,
     pub redis: Option<tokio::sync::Mutex<RedisLink>>,
 }
@@ -85,6 +140,7 @@ impl Shared {
             stats_updated_at: AtomicI64::new(now),
             draining: AtomicBool::new(false),
             force_stale: AtomicBool::new(force_stale),
+            full_stats: AtomicBool::new(false),
             rooms: Mutex::new(BTreeMap::new()),
             redis: redis.map(tokio::sync::Mutex::new),
         }
@@ -112,17 +168,26 @@ impl Shared {
             )
         };
         let load = read_loadavg();
+        let updated_at = self.stats_updated_at.load(Ordering::Relaxed);
         #[allow(deprecated)]
-        let stats = NodeStats {
-            started_at: self.started_at,
-            updated_at: self.stats_updated_at.load(Ordering::Relaxed),
-            num_rooms,
-            num_clients,
-            num_cpus: self.num_cpus,
-            load_avg_last1min: load.0,
-            load_avg_last5min: load.1,
-            load_avg_last15min: load.2,
-            ..Default::default()
+        let stats = if !self.full_stats.load(Ordering::Relaxed) {
+            NodeStats {
+                started_at: self.started_at,
+                updated_at,
+                ..Default::default()
+            }
+        } else {
+            NodeStats {
+                started_at: self.started_at,
+                updated_at,
+                num_rooms,
+                num_clients,
+                num_cpus: self.num_cpus,
+                load_avg_last1min: load.0,
+                load_avg_last5min: load.1,
+                load_avg_last15min: load.2,
+                ..Default::default()
+            }
         };
         let state = if self.draining.load(Ordering::Relaxed) {
             NodeState::ShuttingDown
@@ -131,7 +196,7 @@ impl Shared {
         };
         Node {
             id: self.node_id.clone(),
-            ip: self.cfg.node_ip.clone(),
+            ip: self.cfg.node_ip.primary(),
             num_cpus: self.num_cpus,
             stats: Some(stats),
             r#type: NodeType::Server as i32,
@@ -162,7 +227,9 @@ impl Shared {
     }
 
     /// One stats tick: without Redis always fresh; with Redis only when PING succeeds.
+    /// Room counts refreshed since they were last stored are written to Redis `rooms`.
     pub async fn stats_tick(&self) {
+        self.full_stats.store(true, Ordering::Relaxed);
         match &self.redis {
             None => self.stats_updated_at.store(now_secs(), Ordering::Relaxed),
             Some(redis) => {
@@ -173,10 +240,24 @@ impl Shared {
                 }
             }
         }
+        let changed: Vec<Room> = self
+            .rooms_lock()
+            .values_mut()
+            .filter_map(|e| {
+                let view = e.view();
+                (e.stored != Some(view.num_participants)).then_some(view)
+            })
+            .collect();
+        for room in changed {
+            self.store_room(&room).await;
+        }
     }
 
     /// Writes a room to `rooms` and `room_node_map` when Redis is configured.
     pub async fn store_room(&self, room: &Room) {
+        if let Some(e) = self.rooms_lock().get_mut(&room.name) {
+            e.stored = Some(room.num_participants);
+        }
         if let Some(redis) = &self.redis {
             let mut link = redis.lock().await;
             let r1 = link.hset("rooms", &room.name, &room.encode_to_vec()).await;
@@ -243,18 +324,31 @@ impl Shared {
     /// Stand-in only: sets the number of fake participants in `room` (creating the room).
     /// Returns the updated room.
     pub fn set_fake_participants(&self, room: &str, count: usize) -> Room {
+        self.set_fake_participants_named(room, count, None)
+    }
+
+    /// As [`Shared::set_fake_participants`]; new participants are named after `identity`.
+    pub fn set_fake_participants_named(
+        &self,
+        room: &str,
+        count: usize,
+        identity: Option<&str>,
+    ) -> Room {
         let mut rooms = self.rooms_lock();
-        let entry = rooms.entry(room.to_string()).or_insert_with(|| RoomEntry {
-            room: self.new_room(room, 0, 0, 0, ""),
-            participants: Vec::new(),
-        });
+        let entry = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| RoomEntry::new(self.new_room(room, 0, 0, 0, "")));
         entry.participants.truncate(count);
         while entry.participants.len() < count {
             let n = entry.participants.len();
             let now_ms = now_millis();
             entry.participants.push(ParticipantInfo {
                 sid: random_id("PA_"),
-                identity: format!("standin-participant-{n}"),
+                identity: match (identity, n) {
+                    (Some(id), 0) => id.to_string(),
+                    (Some(id), n) => format!("{id}-{n}"),
+                    (None, n) => format!("standin-participant-{n}"),
+                },
                 name: format!("Stand-in participant {n}"),
                 state: participant_info::State::Active as i32,
                 joined_at: now_ms / 1000,
@@ -264,8 +358,8 @@ impl Shared {
                 ..Default::default()
             });
         }
-        entry.room.num_participants = entry.participants.len() as u32;
-        entry.room.clone()
+        entry.mark_dirty();
+        entry.view()
     }
 }
 

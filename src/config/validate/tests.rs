@@ -311,6 +311,37 @@ fn capacity_warning_only_for_range() {
 }
 
 #[test]
+fn bad_29_stun_servers() {
+    for entry in [
+        "stun:10.0.0.1:3478",
+        "10.0.0.1",
+        "10.0.0.1:0",
+        "fd00::1:3478",
+        "a b:1",
+        "turn:3478",
+    ] {
+        let f = Fixture::new(&format!(
+            "[livekit]\nstun_servers = [\"10.0.0.1:3478\", {entry:?}]\n"
+        ));
+        let problems = f.resolve("main").expect_err(entry);
+        assert_eq!(problems.len(), 1, "{entry}: {problems:#?}");
+        one_problem(&f, "main", "livekit.stun_servers", &format!("{entry:?}"));
+    }
+    let ok =
+        "[livekit]\nstun_servers = [\"10.0.0.1:3478\", \"stun.lan:19302\", \"[fd00::1]:3478\"]\n";
+    let (n, _) = Fixture::new(ok).resolve("main").unwrap();
+    assert_eq!(n.config.livekit.stun_servers.len(), 3);
+    assert!(Fixture::new("")
+        .resolve("main")
+        .unwrap()
+        .0
+        .config
+        .livekit
+        .stun_servers
+        .is_empty());
+}
+
+#[test]
 fn redis_url_parsing() {
     let t = parse_redis_url("redis://10.0.0.1:6380/2").unwrap();
     assert_eq!(t.address, "10.0.0.1:6380");
