@@ -330,6 +330,15 @@ impl NodeCollector {
             None,
             per_state,
         )?;
+        self.per_node(enc, &nodes)
+    }
+
+    /// Main's per-node gauges from each node's last heartbeat.
+    fn per_node(
+        &self,
+        enc: &mut DescriptorEncoder,
+        nodes: &[crate::cluster::protocol::NodeView],
+    ) -> fmt::Result {
         let by_node = |f: &dyn Fn(&crate::cluster::protocol::NodeView) -> f64| {
             nodes
                 .iter()

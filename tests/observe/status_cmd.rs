@@ -65,6 +65,23 @@ async fn status_table_verdict_and_exit_codes() {
     }
     println!("{table}");
 
+    // no root needed: the same answer as user nobody
+    let o = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(DAEMON)
+            .args(["status", "--url", &main.api])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "as nobody: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // JSON, asked from a sub (node-1 → its main) and by instance name with the node's config
     let o = status(&["--url", &daemons[0].api, "--json"]);
     assert_eq!(o.status.code(), Some(0));
