@@ -2,9 +2,12 @@
 # `src/config/ports.rs`. The NixOS module uses it to open the firewall; scripts/nix-check.sh
 # compares it with `airclass-node ports --instance NAME --json` for main and node-1 … node-15.
 #
-#   main       LiveKit 7880, RTC TCP 7881, RTC UDP 50000–50020, control API 8000
-#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N        (1 ≤ N ≤ 15)
+#   main       LiveKit 7880, RTC TCP 7881, RTC UDP 50000–50020, control API 8000,
+#              LiveKit's own Prometheus metrics (prometheus.port) 6789
+#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N, 6789+N  (1 ≤ N ≤ 15)
 #   mDNS       UDP 5353 on every node
+# (`livekit_metrics_port` is set by `settings.livekit.prometheus_port`, 0 = off, not by
+# `settings.node`; the module does not open it: see docs/metrics.md.)
 #
 # Usage:
 #   ports = import ./ports.nix;
@@ -19,6 +22,7 @@
 let
   mdnsPort = 5353;
   udpWidth = 20;
+  livekitMetricsBase = 6789;
   maxIndex = 15;
 
   # The keys of a node's plan that `settings.node` may set explicitly.
@@ -56,6 +60,7 @@ let
         rtc_udp_start = 50000 + 1000 * n;
         rtc_udp_end = 50000 + 1000 * n + udpWidth;
         api_port = 8000 + n;
+        livekit_metrics_port = livekitMetricsBase + n;
         mdns_port = mdnsPort;
       };
 
@@ -82,7 +87,7 @@ let
     if d != null then
       d // given
     else if missing name node == [ ] then
-      given // { mdns_port = mdnsPort; }
+      given // { mdns_port = mdnsPort; livekit_metrics_port = null; }
     else
       null;
 

@@ -1,7 +1,8 @@
 //! The port plan: ports derived from the node name (pure; mirrored by `nix/ports.nix`).
 //!
-//! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000.
-//! `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N. Explicit settings win.
+//! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000, LiveKit's own
+//! Prometheus metrics 6789. `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N,
+//! 6789+N. Explicit settings win.
 
 use serde::Serialize;
 
@@ -9,6 +10,8 @@ use serde::Serialize;
 pub const MDNS_PORT: u16 = 5353;
 /// Ports in a derived RTC range beyond its start (the seed's 21-port ranges).
 pub const RTC_RANGE_SPAN: u32 = 20;
+/// LiveKit's `prometheus.port` for `main` (LiveKit's documented example port); node-N adds N.
+pub const LIVEKIT_METRICS_BASE: u16 = 6789;
 
 /// The ports a node uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +21,9 @@ pub struct PortPlan {
     pub rtc_udp_start: u16,
     pub rtc_udp_end: u16,
     pub api_port: u16,
+    /// LiveKit's own Prometheus endpoint (`prometheus.port`); `None` = off
+    /// (`livekit.prometheus_port = 0`, or a name that derives no plan and no explicit port).
+    pub livekit_metrics_port: Option<u16>,
 }
 
 /// Explicit port settings; `None` means "derive from the name".
@@ -93,6 +99,9 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
         rtc_udp_start: start,
         rtc_udp_end: end,
         api_port: api,
+        livekit_metrics_port: node_index(name)
+            .and_then(|i| u16::try_from(i).ok())
+            .and_then(|i| LIVEKIT_METRICS_BASE.checked_add(i)),
     };
     let errors = conflicts(&plan);
     if errors.is_empty() {
@@ -187,6 +196,17 @@ fn conflicts(p: &PortPlan) -> Vec<PortError> {
 }
 
 impl PortPlan {
+    /// Apply `livekit.prometheus_port`: unset keeps the derived port, 0 turns it off, anything
+    /// else is used as is (validated by the caller).
+    pub fn with_livekit_metrics(mut self, setting: Option<u32>) -> Self {
+        match setting {
+            None => {}
+            Some(0) => self.livekit_metrics_port = None,
+            Some(p) => self.livekit_metrics_port = u16::try_from(p).ok(),
+        }
+        self
+    }
+
     /// Number of UDP ports in the RTC range.
     pub fn udp_span(&self) -> u32 {
         u32::from(self.rtc_udp_end) - u32::from(self.rtc_udp_start) + 1
@@ -201,6 +221,7 @@ impl PortPlan {
             "rtc_udp_start": self.rtc_udp_start,
             "rtc_udp_end": self.rtc_udp_end,
             "api_port": self.api_port,
+            "livekit_metrics_port": self.livekit_metrics_port,
             "mdns_port": MDNS_PORT,
         })
     }
@@ -238,6 +259,41 @@ mod tests {
         assert_eq!(p("node-15").api_port, 8015);
         assert_eq!(p("main").rtc_tcp_port, 7881);
         assert_eq!(p("node-3").rtc_tcp_port, 7911);
+    }
+
+    #[test]
+    fn livekit_metrics_ports() {
+        assert_eq!(p("main").livekit_metrics_port, Some(6789));
+        assert_eq!(p("node-1").livekit_metrics_port, Some(6790));
+        assert_eq!(p("node-15").livekit_metrics_port, Some(6804));
+        assert_eq!(
+            p("node-2")
+                .with_livekit_metrics(Some(0))
+                .livekit_metrics_port,
+            None
+        );
+        assert_eq!(
+            p("node-2")
+                .with_livekit_metrics(Some(9100))
+                .livekit_metrics_port,
+            Some(9100)
+        );
+        assert_eq!(
+            p("node-2").with_livekit_metrics(None).livekit_metrics_port,
+            Some(6791)
+        );
+        // distinct from every other port of every derivable node
+        let all: Vec<PortPlan> = std::iter::once("main".to_string())
+            .chain((1..=15).map(|i| format!("node-{i}")))
+            .map(|n| p(&n))
+            .collect();
+        for a in &all {
+            let m = a.livekit_metrics_port.unwrap();
+            for b in &all {
+                assert!(![b.livekit_port, b.rtc_tcp_port, b.api_port].contains(&m));
+                assert!(!(b.rtc_udp_start..=b.rtc_udp_end).contains(&m));
+            }
+        }
     }
 
     #[test]
@@ -327,6 +383,7 @@ mod tests {
         let v = p("node-1").to_json("node-1");
         assert_eq!(v["rtc_udp_start"], 51000);
         assert_eq!(v["mdns_port"], 5353);
+        assert_eq!(v["livekit_metrics_port"], 6790);
         assert_eq!(v["instance"], "node-1");
     }
 }
