@@ -4,10 +4,12 @@
 #
 #   main       LiveKit 7880, RTC TCP 7881, RTC UDP 50000–50020, control API 8000,
 #              LiveKit's own Prometheus metrics (prometheus.port) 6789
-#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N, 6789+N  (1 ≤ N ≤ 15)
+#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N, 6789+N  (1 ≤ N ≤ 15);
+#              from node-12 on LiveKit's two ports skip 8000–8019 (the control API ports):
+#              7900+10N, 7901+10N (node-12 8020/8021 … node-15 8050/8051)
 #   mDNS       UDP 5353 on every node
-# (`livekit_metrics_port` is set by `settings.livekit.prometheus_port`, 0 = off, not by
-# `settings.node`; the module does not open it: see docs/metrics.md.)
+# (`livekit_metrics_port` is the name's; `settings.livekit.prometheus_port`, which moves it or
+# turns it off (0), is not read here. A name without a plan has no `livekit_metrics_port`.)
 #
 # Usage:
 #   ports = import ./ports.nix;
@@ -24,6 +26,8 @@ let
   udpWidth = 20;
   livekitMetricsBase = 6789;
   maxIndex = 15;
+  # node-12's 7880+10N would be 8000, main's control API port
+  skipApiBlockFrom = 12;
 
   # The keys of a node's plan that `settings.node` may set explicitly.
   overridable = [
@@ -54,9 +58,12 @@ let
     if n == null then
       null
     else
+      let
+        livekit = (if n >= skipApiBlockFrom then 7900 else 7880) + 10 * n;
+      in
       {
-        livekit_port = 7880 + 10 * n;
-        rtc_tcp_port = 7881 + 10 * n;
+        livekit_port = livekit;
+        rtc_tcp_port = livekit + 1;
         rtc_udp_start = 50000 + 1000 * n;
         rtc_udp_end = 50000 + 1000 * n + udpWidth;
         api_port = 8000 + n;
@@ -87,7 +94,7 @@ let
     if d != null then
       d // given
     else if missing name node == [ ] then
-      given // { mdns_port = mdnsPort; livekit_metrics_port = null; }
+      given // { mdns_port = mdnsPort; }
     else
       null;
 

@@ -286,7 +286,8 @@ can_publish_data).
 .PP
 Ports are derived from the node name: main uses LiveKit 7880, ICE/TCP 7881, RTC UDP
 50000\-50020, control API 8000 and LiveKit metrics 6789; node\-N uses 7880+10N, 7881+10N,
-50000+1000N..+20, 8000+N and 6789+N.
+50000+1000N..+20, 8000+N and 6789+N, except that from node\-12 on LiveKit's two ports are
+7900+10N and 7901+10N (clear of the control API ports 8000\-8015).
 .SH MONITORING
 .B airclass\-node status
 asks the local daemon (and, on a sub, main) and prints node, mode, state, address, LiveKit

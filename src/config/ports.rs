@@ -2,7 +2,9 @@
 //!
 //! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000, LiveKit's own
 //! Prometheus metrics 6789. `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N,
-//! 6789+N. Explicit settings win.
+//! 6789+N; from node-12 on the LiveKit ports skip the block 8000–8019 that holds the control
+//! API ports (node-N, N ≥ 12 → 7900+10·N, 7901+10·N: node-12 8020/8021 … node-15 8050/8051),
+//! so no two ports of main, node-1 … node-15 are the same. Explicit settings win.
 
 use serde::Serialize;
 
@@ -61,13 +63,22 @@ pub fn node_index(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The first index whose LiveKit ports skip the control API block (see the module docs).
+const SKIP_API_BLOCK_FROM: u32 = 12;
+
 /// The ports derived from an index, before range checks (u32 so overflow can be reported).
 fn derived(index: u32) -> [u32; 5] {
     let i = u64::from(index);
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    // 7880+10·12 = 8000 would be main's control API port: skip two decades (8000–8019)
+    let livekit = if index >= SKIP_API_BLOCK_FROM {
+        7900 + 10 * i
+    } else {
+        7880 + 10 * i
+    };
     [
-        clamp(7880 + 10 * i),
-        clamp(7881 + 10 * i),
+        clamp(livekit),
+        clamp(livekit + 1),
         clamp(50_000 + 1000 * i),
         clamp(50_000 + 1000 * i + u64::from(RTC_RANGE_SPAN)),
         clamp(8000 + i),
@@ -282,28 +293,49 @@ mod tests {
             p("node-2").with_livekit_metrics(None).livekit_metrics_port,
             Some(6791)
         );
-        // distinct from every other port of every derivable node
-        let all: Vec<PortPlan> = std::iter::once("main".to_string())
+    }
+
+    /// main, node-1 … node-15: every name that derives a plan.
+    fn all_names() -> Vec<String> {
+        std::iter::once("main".to_string())
             .chain((1..=15).map(|i| format!("node-{i}")))
-            .map(|n| p(&n))
-            .collect();
-        for a in &all {
-            let m = a.livekit_metrics_port.unwrap();
-            for b in &all {
-                assert!(![b.livekit_port, b.rtc_tcp_port, b.api_port].contains(&m));
-                assert!(!(b.rtc_udp_start..=b.rtc_udp_end).contains(&m));
-            }
-        }
+            .collect()
     }
 
     #[test]
-    fn tcp_ports_distinct_across_nodes() {
-        let mut seen = std::collections::BTreeSet::new();
-        for n in std::iter::once("main".to_string()).chain((1..=15).map(|i| format!("node-{i}"))) {
+    fn no_two_ports_of_any_two_nodes_collide() {
+        // every TCP port (LiveKit, ICE/TCP, control API, LiveKit's metrics) and every port of
+        // every RTC UDP range, of all 16 names: each used once (mDNS, 5353 on every node, is
+        // shared by design and lies in no range)
+        let mut owner = std::collections::BTreeMap::new();
+        for n in all_names() {
             let plan = p(&n);
-            assert!(seen.insert(plan.rtc_tcp_port), "{n} reuses a tcp port");
-            assert!(seen.insert(plan.livekit_port), "{n} reuses a livekit port");
+            let tcp = [
+                ("livekit_port", plan.livekit_port),
+                ("rtc_tcp_port", plan.rtc_tcp_port),
+                ("api_port", plan.api_port),
+                ("livekit_metrics_port", plan.livekit_metrics_port.unwrap()),
+            ];
+            let udp = (plan.rtc_udp_start..=plan.rtc_udp_end).map(|u| ("rtc_udp", u));
+            for (what, port) in tcp.into_iter().chain(udp) {
+                assert_ne!(port, MDNS_PORT, "{n}.{what}");
+                if let Some(first) = owner.insert(port, format!("{n}.{what}")) {
+                    panic!("port {port}: {first} and {n}.{what}");
+                }
+            }
         }
+        assert_eq!(owner.len(), 16 * (4 + 21));
+    }
+
+    #[test]
+    fn livekit_ports_skip_the_api_block_from_node_12() {
+        assert_eq!(p("node-11").livekit_port, 7990);
+        assert_eq!(p("node-11").rtc_tcp_port, 7991);
+        assert_eq!(p("node-12").livekit_port, 8020);
+        assert_eq!(p("node-12").rtc_tcp_port, 8021);
+        assert_eq!(p("node-15").livekit_port, 8050);
+        assert_eq!(p("node-15").rtc_tcp_port, 8051);
+        assert_eq!(p("node-12").api_port, 8012);
     }
 
     #[test]
