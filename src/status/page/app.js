@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const POLL_MS = 2000;
-  const ROOMS_EVERY = 3; // rooms are fetched every third poll (main asks each node)
+  const ROOMS_EVERY = 3; // rooms every third poll (main: one ListRooms + LiveKit's room_node_map)
   let polls = 0;
 
   function el(tag, text, cls) {
