@@ -24,6 +24,9 @@
 #                                the real livekit-server)
 #   three-node lab               tests/lab/lab.sh (three booted nodes with the real livekit-server:
 #                                faults, real media, Redis outage, drain, placement proof; figures)
+#   image                        tests/image/image-test.sh: the appliance disk image built
+#                                (scripts/image.sh) and booted, four qemu VMs (OVMF; KVM when it
+#                                works, else TCG) in a private network namespace
 # Ends with one line "N passed, N failed".
 #   SKIP="lab deb-container" scripts/test.sh    skip stages by name
 set -Euo pipefail
@@ -123,6 +126,7 @@ stage systemd-security security_check
 stage deb env LINTIAN=1 scripts/build-deb.sh
 [[ -x tests/lab/deb-test.sh ]] && stage deb-container tests/lab/deb-test.sh
 [[ -x tests/lab/lab.sh ]] && stage lab tests/lab/lab.sh
+[[ -x tests/image/image-test.sh ]] && stage image tests/image/image-test.sh
 
 echo
 echo "---------------- summary ($(el "$T0") s)"

@@ -77,6 +77,10 @@ pub enum Command {
     },
     /// Read an application token on stdin and print its SHA-256 (for app-token.sha256).
     HashToken,
+    /// Provision the appliance at boot: node name, mode, cluster and secrets from systemd
+    /// credentials (airclass.NAME, airclass.provision), airclass/provision.toml on a USB stick
+    /// labelled AIRCLASS or the EFI partition, or airclass.NAME= on the kernel command line.
+    Provision(crate::provision::ProvisionArgs),
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,

@@ -11,6 +11,8 @@
 //! - [`firewall`]: the per-instance nftables table.
 //! - [`systemd`], [`stats`], [`redis_conn`]: READY/STATUS/WATCHDOG/STOPPING, node statistics, the
 //!   one Redis client.
+//! - [`provision`]: first-boot provisioning of the appliance image (`airclass-node provision`):
+//!   writes the node's config and secrets for `config` to read; uses only the leaves below.
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
 //! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
 //!   application token hashing, the checked HTTP client, mutex locking, exit codes).
@@ -35,6 +37,7 @@ pub mod firewall;
 pub mod livekit;
 pub mod logging;
 pub mod metrics;
+pub mod provision;
 pub mod redis_conn;
 pub mod stats;
 pub mod status;

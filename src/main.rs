@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_millis(*timeout_ms),
         ),
         Command::HashToken => commands::hash_token(),
+        Command::Provision(args) => airclass_node::provision::command(args),
         Command::Man => commands::man(),
     };
     ExitCode::from(code)

@@ -353,7 +353,7 @@ pub fn spawn_ticker(
                 _ = tick.tick() => {}
             }
             n += 1;
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 main.register_self(info.clone(), stats().await);
             }
             main.tick();
