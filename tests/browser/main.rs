@@ -194,30 +194,15 @@ async fn status_page_shows_the_cluster_and_a_killed_node() {
     }
     println!("placed by main: {placed:?}");
     check_rooms(&s, &main, &placed).await;
-    let verdict = s
-        .execute("return document.getElementById('verdict').textContent;")
-        .await;
-    assert!(
-        verdict.as_str().unwrap().starts_with("healthy: 3 alive"),
-        "{verdict}"
-    );
+    let verdict = text_of(&s, "verdict").await;
+    assert!(verdict.starts_with("healthy: 3 alive"), "{verdict}");
     let shot = target("status-page.png");
     s.screenshot(&shot).await;
 
     // kill node-2 (its LiveKit dies with it): the row turns suspect, then dead
     subs[1].kill_all();
     let killed = clock::now();
-    let mut seen = vec!["alive".to_string()];
-    while killed.elapsed() < Duration::from_secs(20) {
-        let st = state_of(&s.execute(ROWS_JS).await, "node-2").unwrap_or_default();
-        if seen.last() != Some(&st) {
-            seen.push(st.clone());
-        }
-        if st == "dead" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = states_until_dead(&s, "node-2").await;
     assert_eq!(
         seen.last().map(String::as_str),
         Some("dead"),
@@ -227,20 +212,10 @@ async fn status_page_shows_the_cluster_and_a_killed_node() {
         "status page: node-2 SIGKILL → row shows dead (ms, heartbeat 1 s)",
         killed.elapsed().as_millis(),
     );
-    let verdict = s
-        .execute("return document.getElementById('verdict').textContent;")
-        .await;
-    assert!(
-        verdict.as_str().unwrap().contains("node-2 dead"),
-        "{verdict}"
-    );
-    let events = s
-        .execute("return document.getElementById('events').textContent;")
-        .await;
-    assert!(
-        events.as_str().unwrap().contains("node-2: suspect → dead"),
-        "{events}"
-    );
+    let verdict = text_of(&s, "verdict").await;
+    assert!(verdict.contains("node-2 dead"), "{verdict}");
+    let events = text_of(&s, "events").await;
+    assert!(events.contains("node-2: suspect → dead"), "{events}");
     let shot_dead = target("status-page-dead.png");
     s.screenshot(&shot_dead).await;
     println!(
@@ -249,6 +224,29 @@ async fn status_page_shows_the_cluster_and_a_killed_node() {
         shot_dead.display()
     );
     s.close().await;
+}
+
+/// The text of the page's element `id`.
+async fn text_of(s: &Session, id: &str) -> String {
+    let js = format!("return document.getElementById('{id}').textContent;");
+    s.execute(&js).await.as_str().unwrap_or_default().to_owned()
+}
+
+/// The states `node`'s row shows, each change once, until `dead` (or 20 s).
+async fn states_until_dead(s: &Session, node: &str) -> Vec<String> {
+    let t0 = clock::now();
+    let mut seen = vec!["alive".to_string()];
+    while t0.elapsed() < Duration::from_secs(20) {
+        let st = state_of(&s.execute(ROWS_JS).await, node).unwrap_or_default();
+        if seen.last() != Some(&st) {
+            seen.push(st.clone());
+        }
+        if st == "dead" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
 }
 
 fn target(file: &str) -> PathBuf {
