@@ -477,7 +477,7 @@ in
           i.ports.livekit_port
           i.ports.rtc_tcp_port
           i.ports.api_port
-        ]) withPorts;
+        ] ++ lib.optional (i.ports ? livekit_metrics_port) i.ports.livekit_metrics_port) withPorts;
         allowedUDPPortRanges = map (i: {
           from = i.ports.rtc_udp_start;
           to = i.ports.rtc_udp_end;

@@ -16,6 +16,11 @@
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
 //! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
 //!   application token hashing, the checked HTTP client, mutex locking, exit codes).
+//!
+//! Beside the stack (they read every layer and are bumped from several):
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`): event counters the supervisor and the
+//!   cluster roles bump with one-line calls, and state read at scrape time.
+//! - [`status`]: `airclass-node status`, the status page on main, recent membership changes.
 
 #![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -31,9 +36,11 @@ pub mod exit;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod metrics;
 pub mod provision;
 pub mod redis_conn;
 pub mod stats;
+pub mod status;
 pub mod sync;
 pub mod systemd;
 pub mod tls;
