@@ -71,6 +71,8 @@ impl SignedBody for LeaveRequest {
         self.validate()
     }
 }
+use crate::metrics;
+use crate::status::events;
 
 impl Main {
     /// The size-capped body of `req` (413 beyond `max_body_bytes`, before anything else).
@@ -187,6 +189,8 @@ pub async fn register(State(main): State<Arc<Main>>, req: Request) -> Result<Res
         .register(r.node, &r.identity, r.stats, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
     tracing::info!(node = %node, api_url = %info.api_url, livekit_url = %info.livekit_url, rooms, outcome = ?outcome, "node registered");
+    metrics::registration_received();
+    events::record(&node, outcome.previous(), Some(NodeState::Alive));
     Ok(Json(RegisterResponse {
         accepted: true,
         heartbeat_secs: main.settings.heartbeat.as_secs(),
@@ -204,8 +208,10 @@ pub async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Re
         .membership()
         .heartbeat(&h.name, &h.identity, h.stats, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
+    metrics::heartbeat_received();
     if previous != NodeState::Alive {
-        tracing::info!(node = %node, from = ?previous, "node is back");
+        tracing::info!(node = %node, from = previous.as_str(), to = "alive", "node is back");
+        events::record(&node, Some(previous), Some(NodeState::Alive));
     }
     Ok(Json(HeartbeatResponse {
         accepted: true,
@@ -222,8 +228,9 @@ pub async fn leave(State(main): State<Arc<Main>>, req: Request) -> Result<Respon
         .membership()
         .leave(&l.name, &l.identity, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
-    if t.is_some() {
+    if let Some(tr) = &t {
         tracing::info!(node = %node, "node left the cluster");
+        events::record(&node, Some(tr.from), tr.to);
     }
     Ok(Json(LeaveResponse { left: true }).into_response())
 }
