@@ -192,33 +192,45 @@ async fn the_table_is_capped_with_a_clear_refusal() {
         .is_ok());
 }
 
+/// A register body for `name` with every string at its longest and `rooms` as room names.
+fn maximal_body(name: &str, rooms: Vec<String>) -> Vec<u8> {
+    let mut st = stats(0.1, &[]);
+    st.room_names = rooms;
+    let mut r: RegisterRequest =
+        serde_json::from_slice(&register_body(name, &format!("id-{name}"), st)).unwrap();
+    r.node.software_version = "v".repeat(512);
+    r.node.api_url = format!("http://{}", "a".repeat(505));
+    r.node.livekit_url = format!("ws://{}", "\"".repeat(507));
+    serde_json::to_vec(&r).unwrap()
+}
+
+/// As many 255-byte room names full of `"` (JSON doubles each) as fit `name`'s body in 64 KiB.
+fn maximal_rooms(name: &str) -> Vec<String> {
+    let room = "\"".repeat(251);
+    let mut rooms: Vec<String> = Vec::new();
+    loop {
+        rooms.push(format!("{:04}{room}", rooms.len()));
+        if maximal_body(name, rooms.clone()).len() > 64 * 1024 {
+            rooms.pop();
+            return rooms;
+        }
+    }
+}
+
 /// A full table of maximal register bodies (just under the 64 KiB body limit, every string at
 /// its longest, room names full of characters JSON must escape) keeps `/api/cluster/nodes` and
 /// `/api/cluster/status` under MAX_VIEW_BYTES.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maximal_records_keep_answers_bounded() {
     let m = MainServer::start(Duration::from_secs(5), None).await;
-    let room = "\"".repeat(255);
     let t0 = Instant::now();
+    // names of one length (node-0001 …), so one maximal body serves as every node's template
+    let template =
+        String::from_utf8(maximal_body("node-0000", maximal_rooms("node-0000"))).unwrap();
     for i in 1..DEFAULT_MAX_NODES {
-        let name = format!("node-{i}");
-        let mut rooms: Vec<String> = Vec::new();
-        let mut body = Vec::new();
-        loop {
-            let mut st = stats(0.1, &[]);
-            st.room_names = rooms.clone();
-            let mut r: RegisterRequest =
-                serde_json::from_slice(&register_body(&name, &format!("id-{i}"), st)).unwrap();
-            r.node.software_version = "v".repeat(512);
-            r.node.api_url = format!("http://{}", "a".repeat(505));
-            r.node.livekit_url = format!("ws://{}", "\"".repeat(507));
-            let b = serde_json::to_vec(&r).unwrap();
-            if b.len() > 64 * 1024 {
-                break;
-            }
-            body = b;
-            rooms.push(format!("{:04}{}", rooms.len(), &room[4..]));
-        }
+        let name = format!("node-{i:04}");
+        let body = template.replace("node-0000", &name).into_bytes();
+        assert!(body.len() <= 64 * 1024, "{} bytes", body.len());
         register(&m.main, &name, body)
             .await
             .unwrap_or_else(|r| panic!("{name} refused: {} {}", r.code.as_str(), r.message));
