@@ -2,8 +2,9 @@
 //! against our main daemon and against the seed's FastAPI design (`benches/seed-stack/`, a
 //! BENCHMARK PEER, never shipped), in the same run, with 3 and with 1000 registered nodes.
 //!
-//! Run: `cargo bench --bench joins` (needs `wrk`, `redis-server`, `redis-cli`, python3; the
-//! seed stack's venv is built once by `benches/seed-stack/venv.sh` and cached). Knobs (env):
+//! Run: `cargo bench --bench joins` (needs `wrk`, `redis-server`, `redis-cli`, python3; run as
+//! root, a missing tool is installed with apt-get; the seed stack's venv is built once by
+//! `benches/seed-stack/venv.sh` (pip, pinned) and cached). Knobs (env):
 //! `JOINS_SECS` (wrk duration per row, default 10), `JOINS_REPS` (runs of the key rows, default
 //! 3), `AIRCLASS_DAEMON_UNDER_TEST` (another `airclass-node` binary, e.g. an older build).
 //!
@@ -72,13 +73,35 @@ fn cpu_ticks(pid: u32) -> u64 {
     f(14) + f(15)
 }
 
-fn require(tool: &str, how: &str) {
-    let ok = Command::new("sh")
+fn have(tool: &str) -> bool {
+    Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{tool} is missing: {how}");
+        .is_ok_and(|s| s.success())
+}
+
+/// `tool` on PATH; as root a missing one is installed from Debian's `package`, else the bench
+/// stops saying how to get it.
+fn require(tool: &str, package: &str) {
+    let how = format!("apt-get install -y {package}");
+    if !have(tool) && is_root() {
+        eprintln!("{tool} is missing: {how}");
+        let _ = Command::new("sh")
+            .args(["-c", &format!("apt-get install -y -q {package} >/dev/null")])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    assert!(have(tool), "{tool} is missing: {how}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------- simulated nodes
@@ -542,9 +565,9 @@ fn summary(rows: &[Row], rss: &[(String, u64)]) {
 
 fn main() {
     airclass_node::tls::install_crypto_provider();
-    require("wrk", "apt-get install -y wrk");
-    require("redis-server", "apt-get install -y redis-server");
-    require("redis-cli", "apt-get install -y redis-tools");
+    require("wrk", "wrk");
+    require("redis-server", "redis-server");
+    require("redis-cli", "redis-tools");
     let plan = Plan {
         secs: env_u64("JOINS_SECS", 10),
         reps: env_u64("JOINS_REPS", 3) as usize,

@@ -249,7 +249,11 @@ impl OwnRooms {
             .ok_or(OwnRoomsError::Timeout(OWN_ROOMS_BUDGET))?;
         match &*shared {
             // a call made for another LiveKit node id (LiveKit just restarted): ask again
-            (got, _) if got.as_deref() != node_id => self.fetch(node_id).await,
+            (got, _) if got.as_deref() != node_id => {
+                tokio::time::timeout(OWN_ROOMS_BUDGET, self.fetch(node_id))
+                    .await
+                    .map_err(|_| OwnRoomsError::Timeout(OWN_ROOMS_BUDGET))?
+            }
             (_, Ok(list)) => Ok(list.clone()),
             (_, Err(e)) => Err(OwnRoomsError::Shared(e.clone())),
         }
