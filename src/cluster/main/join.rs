@@ -224,7 +224,7 @@ pub async fn join(
 pub async fn cluster_rooms(State(main): State<Arc<Main>>) -> Json<Vec<RoomView>> {
     let mut out = match livekit_rooms(&main).await {
         Some(list) => list,
-        None => heartbeat_rooms(&main),
+        None => main.membership().rooms(),
     };
     out.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
     Json(out)
@@ -252,18 +252,4 @@ async fn livekit_rooms(main: &Main) -> Option<Vec<RoomView>> {
             })
             .collect(),
     )
-}
-
-/// The rooms the live nodes reported in their last heartbeats.
-fn heartbeat_rooms(main: &Main) -> Vec<RoomView> {
-    main.membership()
-        .live_nodes()
-        .flat_map(|e| {
-            e.stats.room_names.iter().map(|r| RoomView {
-                name: r.clone(),
-                node: e.info.name.clone(),
-                num_participants: None,
-            })
-        })
-        .collect()
 }
