@@ -214,6 +214,44 @@ async fn livekit_crash_while_redis_is_down_waits_for_redis() {
     figure("real_redis_back_to_livekit_ready_ms", back.as_millis());
 }
 
+/// Redis goes down between the crash and the restart (during the backoff, 250–500 ms): the
+/// real server's start fails (`unable to connect to redis`), and that failure is given back to
+/// the budget. With a budget of 1 the restart after Redis returns would otherwise be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_failed_because_redis_went_down_is_not_charged() {
+    let mut redis = Redis::start();
+    let (_node, mut d) = clustered_node(&redis, 1).await;
+    let old = d.livekit_pid().await.unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    // the daemon PINGs Redis at once (up), then sleeps at least 250 ms before the restart
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.stop();
+    let refunded =
+        "LiveKit could not start while Redis is down; not counted against the restart budget";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.log_text().contains(refunded) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = d.log_text();
+    assert!(log.contains(refunded), "{log}");
+    assert!(log.contains("unable to connect to redis"), "{log}");
+    wait_state(&d, "degraded", Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("not waiting for Redis:\n{}", d.log_text()));
+    let (_, v) = d.get_json("/api/node").await;
+    assert_eq!(v["livekit"]["restarts"], 0, "{v}");
+    redis.resume();
+    let new = d.wait_ready_pid(Some(old), Duration::from_secs(20)).await;
+    assert!(
+        new.is_some(),
+        "LiveKit not started again:\n{}",
+        d.log_text()
+    );
+    let (_, v) = d.get_json("/api/node").await;
+    assert_eq!(v["livekit"]["restarts"], 1, "{v}");
+    assert_eq!(d.child.try_wait().unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_exhausts_the_restart_budget_and_exits_1() {
     // every LiveKit crashes 300 ms after ready (exit 2, like a Go panic); budget 2 restarts
