@@ -188,7 +188,7 @@ async fn livekit_crash_while_redis_is_down_waits_for_redis() {
     assert!(
         d.notes.iter().any(|n| n.at >= t0
             && n.text.contains(
-                "STATUS=main node main: LiveKit degraded (LiveKit down, waiting for Redis"
+                "STATUS=main node main: LiveKit degraded (not running, waiting for Redis"
             )),
         "{:?}",
         d.notes

@@ -223,5 +223,16 @@ async fn pings_go_on_while_livekit_waits_47_s_for_redis() {
         .wait_until_redis_answers(|| async { true }, "x", &cancel)
         .await;
     assert_eq!(r, RedisWait::Up);
-    cancel.cancel();
+    // a stop while waiting ends the wait at once
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(3)).await;
+        stop.cancel();
+    });
+    let t1 = clock::now();
+    let r = sup
+        .wait_until_redis_answers(|| async { false }, "x", &cancel)
+        .await;
+    assert_eq!(r, RedisWait::Cancelled);
+    assert!(clock::now() - t1 <= Duration::from_secs(3) + REDIS_POLL);
 }

@@ -74,7 +74,7 @@ impl Supervisor {
             s.node_id = None;
             s.failed_probes = 0;
             s.detail = format!(
-                "LiveKit down, waiting for Redis at {address}: LiveKit cannot start without it"
+                "not running, waiting for Redis at {address}: LiveKit cannot start without it"
             );
         });
         loop {
