@@ -1,9 +1,10 @@
 //! The daemon: [`run`] = [`start`] → wait → [`stop`](Daemon::stop), callable from `main` with the
 //! signal future and from tests with a cancellation token (`token.cancelled_owned()`).
 //!
-//! - start (`start.rs`): render LiveKit's config → claim the shared Redis (clustered nodes) →
-//!   start LiveKit (a failure aborts startup) → statistics → the cluster role → the control
-//!   API → `READY=1` → the STATUS publisher and the watchdog (`tasks.rs`).
+//! - start (`start.rs`): check `/metrics` access (token, own listener) → render LiveKit's
+//!   config → claim the shared Redis (clustered nodes; its pinger for `/metrics`) → start
+//!   LiveKit (a failure aborts startup) → statistics → the cluster role → the control API (with
+//!   `/metrics`) → `READY=1` → the STATUS publisher and the watchdog (`tasks.rs`).
 //! - wait: until `shutdown` resolves or the supervisor gives up for good.
 //! - stop (`stop.rs`): one unwind for every path, whatever was started: `STOPPING=1` (after
 //!   READY) → leave the cluster (so no new rooms land here) → stop LiveKit (drain budget, then
@@ -16,6 +17,7 @@ mod stop;
 pub mod tasks;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ use crate::config::{NodeConfig, Secrets};
 use crate::livekit::render::RenderError;
 use crate::livekit::supervisor::SupervisorError;
 use crate::livekit::LivekitStatus;
+use crate::metrics::http::MetricsError;
 use crate::redis_conn::RedisError;
 use crate::systemd::{self, Notifier};
 use crate::tls::HttpClientError;
@@ -63,13 +66,18 @@ pub enum DaemonError {
     /// The cluster role cannot start with this configuration (exit 78).
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// `[metrics]` cannot be set up (exit 78).
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 impl DaemonError {
     /// Exit code for `main` (see `exit.rs`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::RedisOwnedByOther(_) | DaemonError::Cluster(_) => crate::exit::CONFIG,
+            DaemonError::RedisOwnedByOther(_)
+            | DaemonError::Cluster(_)
+            | DaemonError::Metrics(_) => crate::exit::CONFIG,
             DaemonError::Api(e) if e.is_config() => crate::exit::CONFIG,
             _ => crate::exit::FAILURE,
         }
@@ -97,6 +105,8 @@ pub struct RunOptions {
     pub notifier: Notifier,
     /// Watchdog ping period, half of `WATCHDOG_USEC` (None: no watchdog).
     pub watchdog: Option<Duration>,
+    /// systemd's `$CREDENTIALS_DIRECTORY` (the metrics token's hash may be a credential).
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -105,6 +115,7 @@ impl RunOptions {
         RunOptions {
             notifier: Notifier::from_env(),
             watchdog: systemd::watchdog_period(),
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
             ..Default::default()
         }
     }

@@ -30,6 +30,7 @@ use super::backoff::{BackoffPolicy, Restarts};
 use super::health::{self, Probe, Verdict};
 use super::output::{self, OutputTail};
 use crate::clock::{self, Instant};
+use crate::metrics::{self, DrainOutcome, RestartReason};
 use crate::redis_conn::RedisConn;
 use crate::systemd::Notifier;
 use redis_wait::RedisWait;
@@ -121,6 +122,14 @@ impl LivekitStatus {
     pub fn serving(&self) -> bool {
         matches!(self.state, LivekitState::Ready | LivekitState::Degraded)
     }
+
+    /// A status in `state` (tests and benches that need one without a supervisor).
+    pub fn for_tests(state: LivekitState) -> Self {
+        Self {
+            state,
+            ..Self::new()
+        }
+    }
 }
 
 /// Everything the supervisor needs.
@@ -178,6 +187,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     tracker: TaskTracker,
     jitter: Box<dyn FnMut() -> f64 + Send + Sync>,
+    /// Why the child is being restarted (set by `watch_child`, counted in the metrics).
+    restart_reason: RestartReason,
 }
 
 /// How a start ended.
@@ -215,6 +226,7 @@ impl Supervisor {
                 http,
                 tracker,
                 jitter,
+                restart_reason: RestartReason::Crash,
             },
             rx,
         )
@@ -322,6 +334,7 @@ impl Supervisor {
                 RedisWait::Returned => Duration::ZERO,
                 _ => delay,
             };
+            metrics::livekit_restart(self.restart_reason);
             self.set(|s| {
                 s.state = LivekitState::Backoff;
                 s.pid = None;
@@ -343,6 +356,7 @@ impl Supervisor {
                     return Ok(Some((child, tail)));
                 }
                 StartOutcome::Failed(e) => {
+                    self.restart_reason = RestartReason::FailedStart;
                     last = e.to_string();
                     self.restart_failed(restarts, &e).await;
                 }
@@ -432,6 +446,7 @@ impl Supervisor {
         let readiness = self.wait_ready(child.wait(), ready, cancel, first).await;
         match readiness {
             Readiness::Ready(took) => {
+                metrics::livekit_ready(took, first);
                 self.set(|s| {
                     s.state = LivekitState::Ready;
                     s.node_id = tail.node_id();
@@ -534,11 +549,14 @@ impl Supervisor {
                 _ = cancel.cancelled() => return None,
                 status = child.wait() => {
                     let what = describe_exit(status.ok());
+                    self.restart_reason = RestartReason::Crash;
                     return Some(format!("LiveKit exited unexpectedly ({what})"));
                 }
                 _ = tick.tick() => {}
             }
+            let t0 = clock::now();
             let probe = health::probe(&self.http, self.cfg.livekit_port, probe_timeout).await;
+            metrics::health_probe(t0.elapsed(), probe.label());
             let redis_up = match (&probe, &self.cfg.redis) {
                 (Probe::NotReady(_), Some(r)) => {
                     let up = r.ping(Duration::from_millis(500)).await.is_ok();
@@ -581,6 +599,7 @@ impl Supervisor {
                         s.detail = format!("probe failed {n}x: {why}");
                     });
                     if n >= self.cfg.health_failures {
+                        self.restart_reason = failed_probe_reason(&probe);
                         let grace = self.cfg.drain_timeout.min(Duration::from_secs(3));
                         // ready for `health_failures` probe periods: its ready line is long past
                         self.stop_child(child, grace, None).await;
@@ -617,6 +636,7 @@ impl Supervisor {
         );
         if let Ok(status) = tokio::time::timeout(drain, child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            metrics::livekit_drained(t0.elapsed(), DrainOutcome::Exited);
             return;
         }
         tracing::warn!(
@@ -626,11 +646,22 @@ impl Supervisor {
         let _ = signal::kill(pid, Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            metrics::livekit_drained(t0.elapsed(), DrainOutcome::Forced);
             return;
         }
         tracing::warn!(pid = pid.as_raw(), "LiveKit ignored SIGTERM; SIGKILL");
         let _ = child.start_kill();
         let _ = child.wait().await;
+        metrics::livekit_drained(t0.elapsed(), DrainOutcome::Killed);
+    }
+}
+
+/// Why a child whose probes kept failing is restarted: no answer in time is a hang.
+fn failed_probe_reason(probe: &Probe) -> RestartReason {
+    if probe.is_timeout() {
+        RestartReason::Hang
+    } else {
+        RestartReason::Health
     }
 }
 
