@@ -79,6 +79,15 @@ async fn flood(main: &Arc<Main>, name: &str, identity: &str, n: usize) -> (usize
     (ok, busy, other)
 }
 
+/// `airclass_cluster_refusals_total{code}` as counted so far in this process (the metrics are
+/// process-wide: tests running at once may add to it, never subtract).
+fn refusals_counted(code: &'static str) -> u64 {
+    airclass_node::metrics::families()
+        .refusals
+        .get_or_create(&airclass_node::metrics::families::CodeLabel { code })
+        .get()
+}
+
 /// More signed heartbeats than the old shared replay cache held (100 000 within the window)
 /// come from one registered node; a real sub heartbeating at 1 Hz through the same main must
 /// stay alive and registered the whole time, and the flooder is the one refused.
@@ -96,6 +105,7 @@ async fn a_heartbeat_flood_does_not_lock_out_other_nodes() {
     )
     .await
     .unwrap();
+    let busy_counted = refusals_counted("busy");
     let t0 = Instant::now();
     let (ok, busy, other) = flood(&m.main, "evil", "evil-id", 100_500).await;
     let flood_secs = t0.elapsed().as_secs_f64();
@@ -143,6 +153,10 @@ async fn a_heartbeat_flood_does_not_lock_out_other_nodes() {
         sub.status_text()
     );
     assert!(busy > 0, "the flooder itself is refused busy");
+    assert!(
+        refusals_counted("busy") >= busy_counted + busy as u64,
+        "every busy refusal is counted in airclass_cluster_refusals_total"
+    );
     assert!(ok < 100_000, "the flooder got {ok} heartbeats through");
 }
 
@@ -159,6 +173,7 @@ async fn the_table_is_capped_with_a_clear_refusal() {
             .await
             .unwrap_or_else(|r| panic!("{name} refused: {} {}", r.code.as_str(), r.message));
     }
+    let counted = refusals_counted("table_full");
     let body = register_body("one-too-many", "id-x", stats(0.1, &[]));
     let req = signed_request("/api/cluster/register", "one-too-many", body, unix_now());
     let refusal = endpoints::register(State(m.main.clone()), req)
@@ -178,6 +193,10 @@ async fn the_table_is_capped_with_a_clear_refusal() {
         "{v}"
     );
     assert!(v["message"].as_str().unwrap().contains("1024"), "{v}");
+    assert!(
+        refusals_counted("table_full") > counted,
+        "counted in airclass_cluster_refusals_total"
+    );
     assert_eq!(m.main.nodes().len(), DEFAULT_MAX_NODES);
     // a member still heartbeats
     let hb = serde_json::to_vec(&HeartbeatRequest {
