@@ -436,6 +436,7 @@ in
             // lib.optionalAttrs (inst.redisUrl != null) { REDIS_URL = inst.redisUrl; }
             // inst.environment;
           serviceConfig.LoadCredential = credentialLines;
+          serviceConfig.LimitNOFILE = lib.mkDefault 65536; # as the packaged template (issue 10)
         }
       ) enabledInstances
       // lib.optionalAttrs cfg.secrets.generate {

@@ -54,17 +54,17 @@ fn print_warnings(warnings: &[String]) {
     }
 }
 
-/// Everything `check` and `run` validate. Problems are printed here.
+/// Everything `check` and `run` validate, every stage whatever the earlier ones found (schema,
+/// values, then secrets and the LiveKit binary); all problems are printed here.
 pub fn validate_all(cli: &Cli, instance: &str) -> Result<(NodeConfig, Secrets, Vec<String>), u8> {
     let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
-    let (node, mut warnings) = match config::resolve(&sources(cli), instance, runtime.as_deref()) {
-        Ok(x) => x,
-        Err(problems) => {
-            print_problems(&problems);
-            return Err(exit::CONFIG);
-        }
+    let r = config::validate::resolve_all(&sources(cli), instance, runtime.as_deref());
+    let (mut problems, mut warnings) = (r.problems, r.warnings);
+    let Some(node) = r.node else {
+        print_warnings(&warnings);
+        print_problems(&problems);
+        return Err(exit::CONFIG);
     };
-    let mut problems = Vec::new();
     let secrets = match config::load_secrets(&node, credentials_dir().as_deref(), &mut warnings) {
         Ok(s) => Some(s),
         Err(p) => {
@@ -214,7 +214,8 @@ prometheus_port, log_level, drain_timeout_secs, ready_timeout_secs, health_inter
 health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
 main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,
 max_skew_secs, sysload_limit, mdns), [api] (bind, app_token_sha256_file, tls_cert_file,
-tls_key_file, max_body_bytes), [grants.teacher] and [grants.student] (can_publish,
+tls_key_file, max_body_bytes, max_connections, header_timeout_secs,
+request_timeout_secs), [grants.teacher] and [grants.student] (can_publish,
 can_subscribe, can_publish_data).
 .PP
 Ports are derived from the node name: main uses LiveKit 7880, ICE/TCP 7881, RTC UDP

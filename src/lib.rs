@@ -12,8 +12,9 @@
 //! - [`systemd`], [`stats`], [`redis_conn`]: READY/STATUS/WATCHDOG/STOPPING, node statistics, the
 //!   one Redis client.
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
-//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
-//!   application token hashing, the checked HTTP client, mutex locking, exit codes).
+//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`], [`names`], [`fds`]: shared leaves
+//!   (the one clock, application token hashing, the checked HTTP client, mutex locking, exit
+//!   codes, the node-name rule, file handle limits and exhaustion).
 
 #![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -26,9 +27,11 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod fds;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod names;
 pub mod redis_conn;
 pub mod stats;
 pub mod sync;

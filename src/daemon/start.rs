@@ -53,6 +53,7 @@ impl Daemon {
     pub(super) async fn start(&mut self) -> Result<(), DaemonError> {
         // fail with a clear message here rather than a panic inside a task later
         let http = tls::http_client()?;
+        self.bind_api()?;
         self.render()?;
         let (redis, store) = self.claim_redis().await?;
         let livekit = self.start_livekit(redis).await?;
@@ -67,7 +68,7 @@ impl Daemon {
         let (role, cluster_status) = self
             .start_cluster(store, rooms, &livekit, &stats, http)
             .await?;
-        self.serve_api(&livekit, &stats, &role, own_rooms).await?;
+        self.serve_api(&livekit, &stats, &role, own_rooms)?;
         self.announce_ready(&livekit, &cluster_status);
         let (notifier, tracker) = (&self.opts.notifier, &self.tracker);
         let cancel = self.root.child_token();
@@ -83,6 +84,15 @@ impl Daemon {
             let stale_after = tasks::stale_after(&self.node);
             tasks::watchdog(period, stale_after, &livekit, notifier, tracker, cancel);
         }
+        Ok(())
+    }
+
+    /// 0. The control API's port (and its TLS files), before anything starts: a port another
+    ///    program holds is found here, not after LiveKit is up.
+    fn bind_api(&mut self) -> Result<(), DaemonError> {
+        let bound = api::serve::bind(&self.node)?;
+        tracing::debug!(addr = %bound.local_addr(), "control API port bound");
+        self.listener = Some(bound);
         Ok(())
     }
 
@@ -185,14 +195,25 @@ impl Daemon {
         Ok(out)
     }
 
-    /// 5. The control API: the one route table for this node's role.
-    async fn serve_api(
+    /// 5. The control API: the one route table for this node's role, on the bound listener,
+    ///    with the connection cap the file handle limit allows.
+    fn serve_api(
         &mut self,
         livekit: &watch::Receiver<LivekitStatus>,
         stats: &watch::Receiver<Sample>,
         role: &Role,
         own_rooms: OwnRooms,
     ) -> Result<(), DaemonError> {
+        let api_cfg = &self.node.config.api;
+        let cap = api::serve::effective_cap(api_cfg.max_connections, crate::fds::soft_limit());
+        if cap < api_cfg.max_connections {
+            tracing::warn!(max_connections = api_cfg.max_connections, cap, "api.max_connections lowered to what the file handle limit allows (raise LimitNOFILE=)");
+        }
+        let limits = api::connection::Limits {
+            header_timeout: Duration::from_secs(api_cfg.header_timeout_secs),
+            request_timeout: Duration::from_secs(api_cfg.request_timeout_secs),
+        };
+        let connections = api::conns::Connections::new(cap);
         let state = NodeState {
             node: self.node.clone(),
             secrets: self.secrets.clone(),
@@ -200,10 +221,22 @@ impl Daemon {
             stats: stats.clone(),
             started: self.started,
             own_rooms,
+            connections: connections.clone(),
+        };
+        let bound = match self.listener.take() {
+            Some(b) => b,
+            None => api::serve::bind(&self.node)?,
         };
         let cancel = self.root.child_token();
         let app = api::router(state, role);
-        api::serve::serve(&self.node, app, cancel.clone(), &self.tracker).await?;
+        api::serve::serve(
+            bound,
+            app,
+            limits,
+            connections,
+            cancel.clone(),
+            &self.tracker,
+        );
         self.api = Some(cancel);
         Ok(())
     }

@@ -159,6 +159,28 @@ pub enum SupervisorError {
     },
 }
 
+impl SupervisorError {
+    /// The daemon itself lacked a file handle (spawn failed with EMFILE/ENFILE): LiveKit did
+    /// nothing wrong, so a retry spends no restart budget.
+    pub fn is_local_fault(&self) -> bool {
+        matches!(self, SupervisorError::Spawn { source, .. } if crate::fds::is_exhaustion(source))
+    }
+}
+
+/// Pause before spawning again after a local fault (no budget spent).
+const LOCAL_FAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// Local faults (out of file handles in the probe or in spawn), rate-limited: the first at
+/// once, then one line per window with the count.
+fn local_faults() -> &'static crate::logging::Summary {
+    static LOG: std::sync::OnceLock<crate::logging::Summary> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        crate::logging::Summary::new(crate::logging::SUMMARY_WINDOW, |r| {
+            tracing::error!(during = r.key, count = r.count, error = %r.sample, "out of file handles: a local fault of this daemon, not counted against LiveKit")
+        })
+    })
+}
+
 /// How often the supervisor shows it is alive while it legitimately waits (readiness poll,
 /// backoff sleep): well inside the watchdog's staleness limit (3 probe periods + 5 s).
 pub const BEAT: Duration = Duration::from_secs(1);
@@ -296,21 +318,27 @@ impl Supervisor {
         mut last: String,
         cancel: &CancellationToken,
     ) -> Result<Option<(Child, OutputTail)>, SupervisorError> {
+        let mut spend = true;
         loop {
-            let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
-                return Err(self.fail(SupervisorError::BudgetExhausted {
-                    restarts: restarts.used(),
-                    window: self.cfg.budget_window,
-                    last,
-                }));
+            let delay = if spend {
+                let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
+                    return Err(self.fail(SupervisorError::BudgetExhausted {
+                        restarts: restarts.used(),
+                        window: self.cfg.budget_window,
+                        last,
+                    }));
+                };
+                self.set(|s| {
+                    s.state = LivekitState::Backoff;
+                    s.pid = None;
+                    s.node_id = None;
+                    s.restarts += 1;
+                    s.detail = format!("restart in {delay:?} after: {last}");
+                });
+                delay
+            } else {
+                LOCAL_FAULT_RETRY
             };
-            self.set(|s| {
-                s.state = LivekitState::Backoff;
-                s.pid = None;
-                s.node_id = None;
-                s.restarts += 1;
-                s.detail = format!("restart in {delay:?} after: {last}");
-            });
             if !self.backoff_sleep(delay, cancel).await {
                 return Ok(None);
             }
@@ -324,9 +352,14 @@ impl Supervisor {
                     );
                     return Ok(Some((child, tail)));
                 }
+                StartOutcome::Failed(e) if e.is_local_fault() => {
+                    local_faults().note("spawn", || e.to_string());
+                    spend = false;
+                }
                 StartOutcome::Failed(e) => {
                     tracing::error!(error = %e, "LiveKit restart failed");
                     last = e.to_string();
+                    spend = true;
                 }
                 StartOutcome::Cancelled => return Ok(None),
             }
@@ -538,6 +571,11 @@ impl Supervisor {
                         s.failed_probes = 0;
                         s.detail = why;
                     });
+                }
+                Verdict::LocalFault(why) => {
+                    // our own socket could not be opened: nothing learnt, nothing counted
+                    local_faults().note("probe", || why);
+                    self.touch();
                 }
                 Verdict::Failing(why) => {
                     let n = self.status.borrow().failed_probes + 1;

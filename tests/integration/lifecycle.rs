@@ -196,48 +196,7 @@ async fn rooms_endpoint_lists_a_room_created_through_livekit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_api_over_tls() {
     let node = NodeSpec::standalone("main").write();
-    let (cert, key) = (node.path().join("api.crt"), node.path().join("api.key"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "openssl cannot make a test certificate: install it with `apt-get install -y openssl`"
-    );
-    std::fs::write(
-        node.path().join("nodes/main.toml"),
-        format!(
-            "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
+    let (cert, _key) = node.use_self_signed_tls();
     let _daemon = Daemon::spawn_ready(&node, &[]).await;
     let pem = std::fs::read(&cert).unwrap();
     let client = reqwest::Client::builder()

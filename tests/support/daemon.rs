@@ -44,6 +44,17 @@ impl Daemon {
     /// (which may set `WATCHDOG_USEC`, `RUST_LOG`, `STANDIN_*` switches, …). Its output goes to
     /// `DIR/daemon.log`.
     pub fn spawn(node: &NodeDir, env: &[(&str, &str)]) -> Self {
+        Self::spawn_limited(node, env, None)
+    }
+
+    /// [`Daemon::spawn`] with the daemon's `RLIMIT_NOFILE` set to `(soft, hard)` (systemd's
+    /// default without `LimitNOFILE=` is a soft limit of 1024).
+    pub fn spawn_with_nofile(node: &NodeDir, env: &[(&str, &str)], soft: u64, hard: u64) -> Self {
+        Self::spawn_limited(node, env, Some((soft, hard)))
+    }
+
+    #[allow(unsafe_code)]
+    fn spawn_limited(node: &NodeDir, env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Self {
         airclass_node::tls::install_crypto_provider();
         let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
         let sock_path = node.path().join(format!("notify-{n}"));
@@ -58,6 +69,17 @@ impl Daemon {
             .stderr(logf);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some((soft, hard)) = nofile {
+            use nix::sys::resource::{setrlimit, Resource};
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
+            // and nothing is allocated.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
         }
         let child = cmd.spawn().unwrap();
         let inbox = Arc::new(Mutex::new(Vec::new()));

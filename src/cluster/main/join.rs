@@ -206,7 +206,7 @@ pub async fn join(
         .map_err(|e| main.refuse(PATH, None, ErrorCode::Malformed, e.to_string()))?;
     let (node, livekit_url, reason) = main.place(&room).await?;
     let (token, expires_at) = main.mint_token(&room, &jr)?;
-    tracing::info!(room = %room, node = %node, role = ?jr.role, reason = ?reason, "join placed");
+    tracing::debug!(room = %room, node = %node, role = ?jr.role, reason = ?reason, "join placed");
     Ok(Json(JoinResponse {
         room,
         node,

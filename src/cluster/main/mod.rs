@@ -127,6 +127,8 @@ pub struct Main {
     /// room → (node, placed at): joins placed before the node's heartbeat reports the room.
     recent: Mutex<BTreeMap<String, (String, Instant)>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Refusals in the log: one summary line per code per window (`logging::Summary`).
+    refusal_log: crate::logging::Summary,
     /// Main's own LiveKit RoomService: the cluster-wide room list and CreateRoom on any node.
     rooms: Rooms,
     identity: String,
@@ -182,6 +184,7 @@ impl Main {
             store,
             recent: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
+            refusal_log: crate::logging::Summary::new(crate::logging::SUMMARY_WINDOW, log_refusals),
             identity: super::protocol::new_identity(&mut rand::thread_rng()),
         })
     }
@@ -225,6 +228,7 @@ impl Main {
         if let Some(v) = &self.verifier {
             lock(v).evict(clock::unix_now());
         }
+        self.refusal_log.flush();
         t
     }
 
@@ -242,7 +246,8 @@ impl Main {
         lock(&self.refused).clone()
     }
 
-    /// Count and log a refusal; nothing else changes.
+    /// Count a refusal (per code) and log it in a rate-limited summary: one line per code per
+    /// window with the count and one sample, its header values truncated; nothing else changes.
     fn refuse(
         &self,
         path: &str,
@@ -252,7 +257,10 @@ impl Main {
     ) -> Refusal {
         let message = message.into();
         *lock(&self.refused).entry(code.as_str()).or_insert(0) += 1;
-        tracing::warn!(path, node = node.unwrap_or("-"), code = code.as_str(), reason = %message, "request refused");
+        self.refusal_log.note(code.as_str(), || {
+            let node = crate::logging::truncate(node.unwrap_or("-"), 64);
+            format!("{path} node={node}: {message}")
+        });
         Refusal { code, message }
     }
 
@@ -290,6 +298,17 @@ impl Main {
     pub fn nodes(&self) -> Vec<NodeView> {
         self.membership().snapshot(clock::now())
     }
+}
+
+/// One WARN per refusal code per window: how many, and the latest (truncated) sample.
+fn log_refusals(r: &crate::logging::Report) {
+    tracing::warn!(
+        code = r.key,
+        count = r.count,
+        window_s = crate::logging::SUMMARY_WINDOW.as_secs(),
+        sample = %r.sample,
+        "requests refused"
+    );
 }
 
 /// Start the main role (clustered main, or the standalone join endpoint): register main in its
