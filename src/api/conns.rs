@@ -1,13 +1,17 @@
 //! The control API's connections: a cap, who makes room when it is reached, and the counters.
 //!
-//! Every accepted connection is registered. It is *waiting* while the server waits for its
-//! client (a TLS handshake, a request head or body, an idle keep-alive, a slow reader of an
-//! answer) and *busy* while the server works on a request. At the cap the connection that has
-//! been waiting longest is closed to make room, so thousands of slow or idle connections cannot
-//! lock a normal client out: its request is read in milliseconds, long before it would be the
+//! Every accepted connection is registered with its source address. It is *waiting* while the
+//! server waits for its client (a TLS handshake, a request head or body, an idle keep-alive, a
+//! slow reader of an answer) and *busy* while the server works on a request. At the cap one
+//! waiting connection is closed to make room: the oldest of the source address that has the
+//! most waiting connections, or — when no address has more than one — the oldest of all. So
+//! thousands of slow or idle connections cannot lock a normal client out: from fewer addresses
+//! than connections, the attacker's own connections go first; from as many addresses as
+//! connections, a normal request (read in milliseconds) is long done before it would be the
 //! oldest. Only when every connection is busy is a newcomer refused (`503 busy`, counted).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -63,7 +67,8 @@ pub struct Snapshot {
 #[derive(Debug)]
 struct Entry {
     close: CancellationToken,
-    /// `Some(seq)` while waiting for the client (its place in `waiting`).
+    peer: IpAddr,
+    /// `Some(seq)` while waiting for the client (its place in the queues).
     waiting: Option<u64>,
 }
 
@@ -72,35 +77,87 @@ struct Registry {
     next_id: u64,
     next_seq: u64,
     open: HashMap<u64, Entry>,
-    /// seq → id of the waiting connections, oldest first.
+    /// seq → id of every waiting connection, oldest first.
     waiting: BTreeMap<u64, u64>,
+    /// Per source address: seq → id of its waiting connections.
+    by_peer: HashMap<IpAddr, BTreeMap<u64, u64>>,
+    /// (waiting connections, address), to find the heaviest address.
+    weights: BTreeSet<(usize, IpAddr)>,
 }
 
 impl Registry {
+    fn unqueue(&mut self, peer: IpAddr, seq: u64) {
+        self.waiting.remove(&seq);
+        let Some(q) = self.by_peer.get_mut(&peer) else {
+            return;
+        };
+        let before = q.len();
+        q.remove(&seq);
+        let after = q.len();
+        self.weights.remove(&(before, peer));
+        if after == 0 {
+            self.by_peer.remove(&peer);
+        } else {
+            self.weights.insert((after, peer));
+        }
+    }
+
+    fn enqueue(&mut self, peer: IpAddr, seq: u64, id: u64) {
+        self.waiting.insert(seq, id);
+        let q = self.by_peer.entry(peer).or_default();
+        let before = q.len();
+        q.insert(seq, id);
+        self.weights.remove(&(before, peer));
+        self.weights.insert((before + 1, peer));
+    }
+
     fn set_waiting(&mut self, id: u64, waiting: bool) {
         let seq = self.next_seq;
         let Some(e) = self.open.get_mut(&id) else {
             return;
         };
-        if let Some(old) = e.waiting.take() {
-            self.waiting.remove(&old);
-        }
+        let (peer, old) = (e.peer, e.waiting.take());
         if waiting {
             e.waiting = Some(seq);
-            self.waiting.insert(seq, id);
             self.next_seq += 1;
+        }
+        if let Some(old) = old {
+            self.unqueue(peer, old);
+        }
+        if waiting {
+            self.enqueue(peer, seq, id);
         }
     }
 
-    /// Close the connection that has waited longest; false when none is waiting.
-    fn evict_oldest_waiting(&mut self) -> bool {
-        let Some((_, id)) = self.waiting.pop_first() else {
+    /// The connection to close at the cap: the oldest waiting one of the heaviest address, or
+    /// the oldest of all when no address waits with more than one.
+    fn victim(&self) -> Option<u64> {
+        match self.weights.last() {
+            Some(&(n, peer)) if n > 1 => self.by_peer.get(&peer)?.values().next().copied(),
+            _ => self.waiting.values().next().copied(),
+        }
+    }
+
+    /// Close the chosen waiting connection; false when none is waiting.
+    fn evict_one(&mut self) -> bool {
+        let Some(id) = self.victim() else {
             return false;
         };
         if let Some(e) = self.open.remove(&id) {
+            if let Some(seq) = e.waiting {
+                self.unqueue(e.peer, seq);
+            }
             e.close.cancel();
         }
         true
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(e) = self.open.remove(&id) {
+            if let Some(seq) = e.waiting {
+                self.unqueue(e.peer, seq);
+            }
+        }
     }
 }
 
@@ -117,7 +174,7 @@ pub struct Connections {
 pub enum Admission {
     /// Admitted without closing anyone.
     Free,
-    /// Admitted after closing the connection that had waited longest.
+    /// Admitted after closing a waiting connection.
     Evicted,
 }
 
@@ -134,12 +191,13 @@ impl Connections {
         self.cap
     }
 
-    /// Register a newcomer (waiting from the start); `None` when every connection is busy.
-    pub fn admit(self: &Arc<Self>) -> Option<(ConnHandle, Admission)> {
+    /// Register a newcomer from `peer` (waiting from the start); `None` when every connection
+    /// is busy.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<(ConnHandle, Admission)> {
         let mut r = lock(&self.registry);
         let mut how = Admission::Free;
         if r.open.len() >= self.cap {
-            if !r.evict_oldest_waiting() {
+            if !r.evict_one() {
                 drop(r);
                 Counters::inc(&self.counters.refused_busy);
                 return None;
@@ -154,6 +212,7 @@ impl Connections {
             id,
             Entry {
                 close: close.clone(),
+                peer,
                 waiting: None,
             },
         );
@@ -168,9 +227,9 @@ impl Connections {
         Some((handle, how))
     }
 
-    /// Close the connection that has waited longest (to free a file handle); false if none.
+    /// Close a waiting connection as at the cap (to free a file handle); false if none waits.
     pub fn evict_one(&self) -> bool {
-        let done = lock(&self.registry).evict_oldest_waiting();
+        let done = lock(&self.registry).evict_one();
         if done {
             Counters::inc(&self.counters.evicted);
         }
@@ -240,12 +299,7 @@ impl ConnHandle {
 
 impl Drop for ConnHandle {
     fn drop(&mut self) {
-        let mut r = lock(&self.conns.registry);
-        if let Some(e) = r.open.remove(&self.id) {
-            if let Some(seq) = e.waiting {
-                r.waiting.remove(&seq);
-            }
-        }
+        lock(&self.conns.registry).remove(self.id);
     }
 }
 
@@ -253,16 +307,20 @@ impl Drop for ConnHandle {
 mod tests {
     use super::*;
 
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
     #[test]
     fn at_the_cap_the_longest_waiting_makes_room() {
         let c = Connections::new(3);
-        let (a, how) = c.admit().unwrap();
+        let (a, how) = c.admit(ip(1)).unwrap();
         assert_eq!(how, Admission::Free);
-        let (b, _) = c.admit().unwrap();
-        let (d, _) = c.admit().unwrap();
+        let (b, _) = c.admit(ip(2)).unwrap();
+        let (d, _) = c.admit(ip(3)).unwrap();
         // a is served (busy), b waits longest, d waits
         a.busy();
-        let (e, how) = c.admit().unwrap();
+        let (e, how) = c.admit(ip(4)).unwrap();
         assert_eq!(how, Admission::Evicted);
         assert!(b.close.is_cancelled(), "b waited longest");
         assert!(!a.close.is_cancelled() && !d.close.is_cancelled());
@@ -270,7 +328,7 @@ mod tests {
         // d goes back to waiting after a request: now e has waited longest
         d.busy();
         d.waiting();
-        let (_f, _) = c.admit().unwrap();
+        let (_f, _) = c.admit(ip(5)).unwrap();
         assert!(e.close.is_cancelled());
         assert!(!d.close.is_cancelled());
         assert_eq!(c.snapshot().evicted, 2);
@@ -280,26 +338,46 @@ mod tests {
     }
 
     #[test]
+    fn the_address_with_most_waiting_connections_goes_first() {
+        let c = Connections::new(4);
+        let (normal, _) = c.admit(ip(1)).unwrap(); // oldest of all
+        let attack: Vec<_> = (0..3).map(|_| c.admit(ip(9)).unwrap().0).collect();
+        let (_newcomer, how) = c.admit(ip(2)).unwrap();
+        assert_eq!(how, Admission::Evicted);
+        assert!(
+            !normal.close.is_cancelled(),
+            "one connection from its own address stays"
+        );
+        assert!(
+            attack[0].close.is_cancelled(),
+            "the heaviest address's oldest goes"
+        );
+        assert!(!attack[1].close.is_cancelled());
+    }
+
+    #[test]
     fn all_busy_means_the_newcomer_is_refused_and_counted() {
         let c = Connections::new(2);
-        let (a, _) = c.admit().unwrap();
-        let (b, _) = c.admit().unwrap();
+        let (a, _) = c.admit(ip(1)).unwrap();
+        let (b, _) = c.admit(ip(1)).unwrap();
         a.busy();
         b.busy();
         assert!(a.is_busy());
-        assert!(c.admit().is_none());
+        assert!(c.admit(ip(2)).is_none());
         assert_eq!(c.snapshot().refused_busy, 1);
         drop(a);
-        assert!(c.admit().is_some(), "a closed: room again");
+        assert!(c.admit(ip(2)).is_some(), "a closed: room again");
     }
 
     #[test]
     fn dropping_unregisters() {
         let c = Connections::new(8);
-        let handles: Vec<_> = (0..8).map(|_| c.admit().unwrap().0).collect();
+        let handles: Vec<_> = (0..8).map(|i| c.admit(ip(i)).unwrap().0).collect();
         assert_eq!(c.open(), 8);
         drop(handles);
         assert_eq!(c.open(), 0);
         assert!(!c.evict_one());
+        let r = lock(&c.registry);
+        assert!(r.waiting.is_empty() && r.by_peer.is_empty() && r.weights.is_empty());
     }
 }

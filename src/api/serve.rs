@@ -2,11 +2,11 @@
 //! it (TLS when `api.tls_cert_file` and `api.tls_key_file` are set) until the token is
 //! cancelled; every task on the daemon's tracker.
 //!
-//! The accept loop holds the node up under exhaustion: connections are capped and the one that
-//! has waited longest for its client makes room for a newcomer ([`super::conns`]); a TLS
+//! The accept loop holds the node up under exhaustion: connections are capped and a waiting
+//! one makes room for a newcomer ([`super::conns`]: the heaviest address's oldest); a TLS
 //! handshake gets `api.header_timeout_secs`; each connection's limits are in
 //! [`super::connection`]. Running out of file handles in `accept` is the daemon's own fault:
-//! logged as such (rate-limited), the longest-waiting connection is closed to free a handle,
+//! logged as such (rate-limited), a waiting connection is closed to free a handle,
 //! and accepting resumes after a short pause.
 
 use std::net::{IpAddr, SocketAddr};
@@ -189,7 +189,7 @@ fn log_local_fault(r: &Report) {
     tracing::error!(
         count = r.count,
         error = %r.sample,
-        "control API: out of file handles in accept (a local fault of this daemon, not of LiveKit); closing the longest-waiting connection and retrying"
+        "control API: out of file handles in accept (a local fault of this daemon, not of LiveKit); closing a waiting connection and retrying"
     );
 }
 
@@ -218,7 +218,7 @@ impl Server {
                     last = report_pressure(&last, self.conns.snapshot());
                 }
                 r = listener.accept() => match r {
-                    Ok((stream, _peer)) => self.admit(stream),
+                    Ok((stream, peer)) => self.admit(stream, peer.ip()),
                     Err(e) if fds::is_exhaustion(&e) => {
                         Counters::inc(&self.conns.counters.fd_exhausted);
                         faults.note("accept", || e.to_string());
@@ -236,9 +236,9 @@ impl Server {
         tracing::debug!("control API: no longer accepting");
     }
 
-    fn admit(&self, stream: TcpStream) {
+    fn admit(&self, stream: TcpStream, peer: IpAddr) {
         let _ = stream.set_nodelay(true);
-        let Some((handle, _)) = self.conns.admit() else {
+        let Some((handle, _)) = self.conns.admit(peer) else {
             self.refuse_busy(stream);
             return;
         };

@@ -12,6 +12,7 @@
 mod support;
 
 mod cli;
+mod exhaustion;
 mod inprocess;
 mod lifecycle;
 mod supervision;

@@ -33,6 +33,8 @@ pub struct Daemon {
     /// A snapshot of the inbox, refreshed by the `wait_*`/`collect_*` calls.
     pub notes: Vec<Notify>,
     pub api: String,
+    /// The client for [`Daemon::get_json`] (default: plain HTTP); an HTTPS one for a TLS API.
+    pub https: Option<reqwest::Client>,
     pub livekit_port: u16,
     pids_seen: Vec<u32>,
 }
@@ -93,6 +95,7 @@ impl Daemon {
             spawned: clock::now(),
             notes: Vec::new(),
             api: node.api_url(),
+            https: None,
             livekit_port: node.livekit_port,
             pids_seen: Vec::new(),
         }
@@ -165,7 +168,10 @@ impl Daemon {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = http()
+        let r = self
+            .https
+            .clone()
+            .unwrap_or_else(http)
             .get(format!("{}{}", self.api, path))
             .timeout(Duration::from_secs(5))
             .send()
