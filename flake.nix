@@ -1,10 +1,11 @@
 {
   description = "airclass-node: one node of an AirClass live-classroom cluster (supervises LiveKit under systemd)";
 
-  # nixos-unstable carries a current LiveKit (the daemon is written against livekit-server 1.13).
-  # Any nixpkgs from 24.11 on evaluates this flake (scripts/nix-eval-offline.sh checks that with
-  # a local tree); building the daemon needs Rust ≥ 1.85 (nixpkgs 25.05 or later).
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  # Pinned (flake.lock) to a nixos-25.11 revision: building the daemon needs Rust >= 1.88
+  # (Cargo.toml's rust-version; its locked dependencies declare 1.88: redis 1.8, sysinfo 0.37,
+  # icu 2.4 via url); nixos-25.05 ships 1.86 and 24.11 ships 1.82, too old. Any
+  # nixpkgs from 24.11 on still *evaluates* this flake (scripts/nix-eval-offline.sh, 24.11 tree).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
     { self, nixpkgs }:
@@ -88,6 +89,13 @@
           # that do not carry multicast between the VMs (not confirmed either way here, as the
           # VM tests could not be run where this was written).
           three-node-main-url = threeNode pkgs "main-url";
+          # The appliance's first-boot provisioning on NixOS: four machines, one configuration,
+          # told who they are by credentials and the kernel command line (one is not told).
+          appliance = import ./nix/tests/appliance.nix {
+            inherit pkgs;
+            airclassModule = self.nixosModules.default;
+            package = self.packages.${system}.airclass-node;
+          };
         }
       );
 

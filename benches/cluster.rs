@@ -175,7 +175,11 @@ async fn join_load(main: &str, concurrency: usize, dur: Duration, cold: bool) ->
                 } else {
                     format!("class-{}", rand::random::<u32>() % 500)
                 };
-                let role = if i % 20 == 0 { "teacher" } else { "student" };
+                let role = if i.is_multiple_of(20) {
+                    "teacher"
+                } else {
+                    "student"
+                };
                 let body = json!({"identity": format!("u{w}-{i}"), "name": "Bench", "role": role});
                 let t = Instant::now();
                 let r = c

@@ -156,6 +156,8 @@ let
     };
 in
 {
+  imports = [ ./provisioning.nix ];
+
   options.services.airclass-node = {
     enable = mkEnableOption "airclass-node, the AirClass live-classroom node daemon supervising LiveKit";
 
@@ -373,8 +375,8 @@ in
 
     warnings =
       lib.optional (
-        instanceNames == [ ]
-      ) "services.airclass-node is enabled but no instance is: add services.airclass-node.instances.<name>."
+        instanceNames == [ ] && !cfg.provisioning.enable
+      ) "services.airclass-node is enabled but no instance is: add services.airclass-node.instances.<name> (or enable services.airclass-node.provisioning)."
       ++ lib.concatLists (
         lib.mapAttrsToList (
           name: inst:
@@ -435,8 +437,18 @@ in
             // lib.optionalAttrs (inst.mainUrl != null) { MAIN_NODE_URL = inst.mainUrl; }
             // lib.optionalAttrs (inst.redisUrl != null) { REDIS_URL = inst.redisUrl; }
             // inst.environment;
-          serviceConfig.LoadCredential = credentialLines;
-          serviceConfig.LimitNOFILE = lib.mkDefault 65536; # as the packaged template (issue 10)
+          serviceConfig =
+            {
+              LoadCredential = credentialLines;
+              LimitNOFILE = lib.mkDefault 65536; # as the packaged template (issue 10)
+            }
+            // lib.optionalAttrs (inst.mode == "sub") {
+              # A sub that starts before main's Redis answers exits 1 and is restarted; without a
+              # start limit it keeps trying (every 10 s) until main is up, instead of failing
+              # for good after the template's 5 starts in 300 s.
+              RestartSec = "10s";
+            };
+          unitConfig = lib.optionalAttrs (inst.mode == "sub") { StartLimitIntervalSec = 0; };
         }
       ) enabledInstances
       // lib.optionalAttrs cfg.secrets.generate {
@@ -466,7 +478,7 @@ in
           i.ports.livekit_port
           i.ports.rtc_tcp_port
           i.ports.api_port
-        ]) withPorts;
+        ] ++ lib.optional (i.ports ? livekit_metrics_port) i.ports.livekit_metrics_port) withPorts;
         allowedUDPPortRanges = map (i: {
           from = i.ports.rtc_udp_start;
           to = i.ports.rtc_udp_end;

@@ -2,9 +2,14 @@
 # `src/config/ports.rs`. The NixOS module uses it to open the firewall; scripts/nix-check.sh
 # compares it with `airclass-node ports --instance NAME --json` for main and node-1 … node-15.
 #
-#   main       LiveKit 7880, RTC TCP 7881, RTC UDP 50000–50020, control API 8000
-#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N        (1 ≤ N ≤ 15)
+#   main       LiveKit 7880, RTC TCP 7881, RTC UDP 50000–50020, control API 8000,
+#              LiveKit's own Prometheus metrics (prometheus.port) 6789
+#   node-N     7880+10N, 7881+10N, 50000+1000N … +20, 8000+N, 6789+N  (1 ≤ N ≤ 15);
+#              from node-12 on LiveKit's two ports skip 8000–8019 (the control API ports):
+#              7900+10N, 7901+10N (node-12 8020/8021 … node-15 8050/8051)
 #   mDNS       UDP 5353 on every node
+# (`livekit_metrics_port` is the name's; `settings.livekit.prometheus_port`, which moves it or
+# turns it off (0), is not read here. A name without a plan has no `livekit_metrics_port`.)
 #
 # Usage:
 #   ports = import ./ports.nix;
@@ -19,7 +24,10 @@
 let
   mdnsPort = 5353;
   udpWidth = 20;
+  livekitMetricsBase = 6789;
   maxIndex = 15;
+  # node-12's 7880+10N would be 8000, main's control API port
+  skipApiBlockFrom = 12;
 
   # The keys of a node's plan that `settings.node` may set explicitly.
   overridable = [
@@ -50,12 +58,16 @@ let
     if n == null then
       null
     else
+      let
+        livekit = (if n >= skipApiBlockFrom then 7900 else 7880) + 10 * n;
+      in
       {
-        livekit_port = 7880 + 10 * n;
-        rtc_tcp_port = 7881 + 10 * n;
+        livekit_port = livekit;
+        rtc_tcp_port = livekit + 1;
         rtc_udp_start = 50000 + 1000 * n;
         rtc_udp_end = 50000 + 1000 * n + udpWidth;
         api_port = 8000 + n;
+        livekit_metrics_port = livekitMetricsBase + n;
         mdns_port = mdnsPort;
       };
 

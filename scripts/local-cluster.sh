@@ -112,7 +112,7 @@ trap 'exit 143' TERM
 if [[ $REAL == 1 ]]; then
   net_up
 else
-  for p in 6390 7880 7881 7890 7891 7900 7901 8000 8001 8002; do
+  for p in 6390 6789 6790 6791 7880 7881 7890 7891 7900 7901 8000 8001 8002; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use (another cluster running?)"; fi
   done
 fi
@@ -190,6 +190,13 @@ curl -sf -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -H 'Content-Type: appli
   -d '{"identity":"kim","name":"Kim","role":"student"}' "$API/api/rooms/algebra-101/join" \
   | python3 -c 'import json,sys; j=json.load(sys.stdin); j["token"]=j["token"][:24]+"…"; print(json.dumps(j, indent=2))' \
   || die "the example join failed"
+echo
+say "airclass-node status --url http://$ADDR:8001   (asks node-1, then its main)"
+rc=0; "$BIN" status --url "http://$ADDR:8001" || rc=$?
+[[ $rc -le 1 ]] || die "status says the cluster is down (exit $rc)"
+echo
+say "status page: $API/status   metrics: $API/metrics"
+curl -sf "$API/metrics" | grep -E '^airclass_cluster_nodes' || die "main serves no cluster metrics"
 echo
 
 if [[ $REAL == 1 ]]; then

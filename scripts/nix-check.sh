@@ -3,7 +3,9 @@
 #  1. `nix-instantiate --parse` on every tracked .nix file;
 #  2. nix/ports.nix (pure Nix port plan) against `airclass-node ports --instance NAME --json`
 #     for main and node-1 … node-15, compared as JSON objects; names without a derived plan
-#     (node-0, node-16, node-01, edge) must yield null in Nix and an error from the daemon.
+#     (node-0, node-16, node-01, edge) must yield null in Nix and an error from the daemon;
+#     and in the plan both agree on, no two ports of any two of those 16 nodes are the same
+#     (TCP: LiveKit, ICE/TCP, control API, LiveKit's metrics; every port of each RTC UDP range).
 # Env: AIRCLASS_NODE_BIN (default target/debug/airclass-node), NIX_CHECK_NO_INSTALL=1 to never
 # run apt-get.
 set -euo pipefail
@@ -105,11 +107,20 @@ for n, d in zip(nix, daemon):
         keys = sorted(set(n) | set(d))
         diff = ", ".join(f"{k}: nix={n.get(k)!r} daemon={d.get(k)!r}" for k in keys if n.get(k) != d.get(k))
         errors.append(f"{n.get('instance')}: {diff}")
+owner = {}
+for plan in nix:
+    name = plan.get("instance")
+    uses = [(k, plan.get(k)) for k in ("livekit_port", "rtc_tcp_port", "api_port", "livekit_metrics_port")]
+    uses += [("rtc_udp", p) for p in range(plan.get("rtc_udp_start", 0), plan.get("rtc_udp_end", -1) + 1)]
+    for what, port in uses:
+        if port in owner:
+            errors.append(f"port {port} is both {owner[port]} and {name}.{what}")
+        owner[port] = f"{name}.{what}"
 if errors:
-    print("nix-check: port plan MISMATCH between nix/ports.nix and the daemon:", file=sys.stderr)
+    print("nix-check: port plan MISMATCH between nix/ports.nix and the daemon, or ports used twice:", file=sys.stderr)
     for e in errors:
         print("  " + e, file=sys.stderr)
     sys.exit(1)
 PY
 
-echo "nix-check: ok: parsed $parsed .nix files; port plan identical for ${#names[@]} instances (main, node-1..node-15); ${rejected} underivable names rejected by both"
+echo "nix-check: ok: parsed $parsed .nix files; port plan identical for ${#names[@]} instances (main, node-1..node-15), no port used twice; ${rejected} underivable names rejected by both"

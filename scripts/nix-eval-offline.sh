@@ -10,7 +10,8 @@
 # to 25.05. Env: KEEP=1 keeps the temporary copy; when systemd/ is missing (a branch evaluated
 # before the unit files were merged), SYSTEMD_FROM=DIR copies them from DIR, or SYSTEMD_STUB=1
 # adds placeholders (the summary line then says so). MYPY=/path/to/mypy (or mypy on PATH) also
-# type-checks the VM tests' Python scripts the way the test driver build does.
+# type-checks the VM tests' Python scripts, and pyflakes (PYFLAKES=, or `python3 -m pyflakes`)
+# lints them, the way the test driver build does.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -68,9 +69,12 @@ nix flake check --no-build --no-write-lock-file \
     --override-input nixpkgs "path:$NIXPKGS" "$@" "$flake"
 summary="flake check --no-build passed in $(( $(date +%s) - start )) s"
 
-# testScript mistakes surface only when the driver is built; approximate its mypy step.
+# testScript mistakes surface only when the driver is built; approximate its pyflakes and mypy
+# steps (nixos/lib/testing/driver.nix).
 mypy="${MYPY:-$(command -v mypy || true)}"
-if [ -n "$mypy" ]; then
+pyflakes="${PYFLAKES:-}"
+if [ -z "$pyflakes" ] && python3 -m pyflakes --version >/dev/null 2>&1; then pyflakes="python3 -m pyflakes"; fi
+if [ -n "$mypy" ] || [ -n "$pyflakes" ]; then
     system="$(nix eval --raw --impure --expr builtins.currentSystem)"
     evalq() { nix eval --no-write-lock-file --override-input nixpkgs "path:$NIXPKGS" "$@" 2>"$tmp/eval.err" \
         || { cat "$tmp/eval.err" >&2; return 1; }; }
@@ -91,14 +95,38 @@ for name, t in sorted(tests.items()):
     print(name)
 PY
 )
+    # pyflakes as the driver build runs it: the bare script, with the machine names and the
+    # driver's symbols (Driver.test_symbols) as builtins.
+    symbols=$(python3 - "$NIXPKGS/nixos/lib/test-driver/test_driver/driver.py" <<'PY'
+import re, sys
+src = open(sys.argv[1]).read()
+block = src[src.index("general_symbols = dict("):]
+block = block[: block.index("\n        )")]
+print(",".join(re.findall(r"^\s+(\w+)=", block, re.M)))
+PY
+)
     for t in $tests; do
-        MYPYPATH="$NIXPKGS/nixos/lib/test-driver" "$mypy" --no-implicit-optional --ignore-missing-imports \
-            --follow-imports=silent "$tmp/$t.py" >"$tmp/mypy.out" 2>&1 \
-            || { cat "$tmp/mypy.out" >&2; echo "nix-eval-offline: FAIL: testScript of $t does not type-check" >&2; exit 1; }
+        if [ -n "$mypy" ]; then
+            MYPYPATH="$NIXPKGS/nixos/lib/test-driver" "$mypy" --no-implicit-optional --ignore-missing-imports \
+                --follow-imports=silent "$tmp/$t.py" >"$tmp/mypy.out" 2>&1 \
+                || { cat "$tmp/mypy.out" >&2; echo "nix-eval-offline: FAIL: testScript of $t does not type-check" >&2; exit 1; }
+        fi
+        if [ -n "$pyflakes" ]; then
+            python3 - "$tmp/tests.json" "$t" "$tmp/$t.bare.py" "$tmp/$t.names" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))[sys.argv[2]]
+open(sys.argv[3], "w").write(t["script"])
+open(sys.argv[4], "w").write(",".join(n.replace("-", "_") for n in t["nodes"]))
+PY
+            PYFLAKES_BUILTINS="$(cat "$tmp/$t.names"),$symbols" $pyflakes "$tmp/$t.bare.py" >"$tmp/pyflakes.out" 2>&1 \
+                || { cat "$tmp/pyflakes.out" >&2; echo "nix-eval-offline: FAIL: pyflakes finds problems in the testScript of $t" >&2; exit 1; }
+        fi
     done
     tests=$(echo $tests)
-    summary="$summary; mypy ok for: ${tests:-no VM tests}"
+    summary="$summary; ${mypy:+mypy }${pyflakes:+pyflakes }ok for: ${tests:-no VM tests}"
+    [ -n "$mypy" ] || summary="$summary (mypy not run: set MYPY=)"
+    [ -n "$pyflakes" ] || summary="$summary (pyflakes not run: pip install pyflakes, or set PYFLAKES=)"
 else
-    summary="$summary; testScripts not type-checked (no mypy; set MYPY=)"
+    summary="$summary; testScripts not checked (neither mypy nor pyflakes: set MYPY= / PYFLAKES=)"
 fi
 echo "nix-eval-offline: ok: $summary$stub"

@@ -9,7 +9,11 @@
 #                                stand-in, the LiveKit contract suite (tests/contract: the real
 #                                livekit-server and the stand-in, rendered configs in private
 #                                netns), the in-process/multi-process cluster with a real
-#                                redis-server, nftables in a private netns
+#                                redis-server, nftables in a private netns, tests/observe
+#                                (/metrics parsed by the Prometheus parser, the dashboard's
+#                                queries, `airclass-node status`, journald fields)
+#   browser                      the status page in headless Chromium against a real
+#                                three-node cluster (real livekit-server), screenshots in target/
 #   quickstart                   scripts/local-cluster.sh --once (the README's main job)
 #   media                        tests/media/run.sh: real WebRTC media (LiveKit's Python SDK)
 #                                through a real three-node cluster in private netns; placement
@@ -20,6 +24,9 @@
 #                                the real livekit-server)
 #   three-node lab               tests/lab/lab.sh (three booted nodes with the real livekit-server:
 #                                faults, real media, Redis outage, drain, placement proof; figures)
+#   image                        tests/image/image-test.sh: the appliance disk image built
+#                                (scripts/image.sh) and booted, four qemu VMs (OVMF; KVM when it
+#                                works, else TCG) in a private network namespace
 # Ends with one line "N passed, N failed".
 #   SKIP="lab deb-container" scripts/test.sh    skip stages by name
 set -Euo pipefail
@@ -54,7 +61,8 @@ stage() {  # stage NAME CMD...
 install_deps() {
   [[ $EUID == 0 ]] || { echo "run as root (apt-get, nftables, containers)"; return 1; }
   local pkgs=(redis-server nftables systemd-container debootstrap lintian nix-bin avahi-utils
-              iproute2 curl python3 dpkg-dev gzip util-linux procps)
+              iproute2 curl python3 python3-venv dpkg-dev gzip util-linux procps
+              chromium chromium-driver)
   local missing=()
   local p
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -71,6 +79,12 @@ install_deps() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo install cargo-nextest"
     cargo install -q cargo-nextest --locked
+  fi
+  # the Prometheus project's own exposition parser (tests/observe), in a cached venv
+  local venv=${AIRCLASS_CACHE:-/var/tmp/airclass-cache}/venv-metrics
+  if ! "$venv/bin/python" -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+    echo "pip install prometheus-client into $venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q 'prometheus-client==0.26.0' || return 1
   fi
   # The real livekit-server (pinned, built with `go install`, cached under $AIRCLASS_CACHE).
   # Not fatal here: without Go and without a cached binary the real-server tests fail and say
@@ -93,7 +107,7 @@ security_check() {
 
 nextest() {
   rm -f target/test-logs/figures.txt
-  cargo nextest run --locked --no-fail-fast --lib --tests
+  cargo nextest run --locked --no-fail-fast --lib --tests -E 'not binary(browser)'
   local rc=$?
   [[ -f target/test-logs/figures.txt ]] && sed "s/^/FIGURE /" target/test-logs/figures.txt
   return $rc
@@ -104,6 +118,7 @@ stage deps install_deps
 stage fmt cargo fmt --check
 stage clippy cargo clippy --locked --all-targets -- -D warnings
 stage tests nextest
+stage browser cargo nextest run --locked --test browser --no-capture
 stage quickstart scripts/local-cluster.sh --once
 stage media tests/media/run.sh
 stage systemd-security security_check
@@ -111,6 +126,7 @@ stage systemd-security security_check
 stage deb env LINTIAN=1 scripts/build-deb.sh
 [[ -x tests/lab/deb-test.sh ]] && stage deb-container tests/lab/deb-test.sh
 [[ -x tests/lab/lab.sh ]] && stage lab tests/lab/lab.sh
+[[ -x tests/image/image-test.sh ]] && stage image tests/image/image-test.sh
 
 echo
 echo "---------------- summary ($(el "$T0") s)"

@@ -57,8 +57,30 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Is the cluster healthy? Ask the local daemon (and, on a sub, main) and print one table:
+    /// node, mode, state, address, LiveKit health and restarts, sysload, rooms, participants,
+    /// last heartbeat age, then a one-line verdict. Exit 0 healthy, 1 degraded, 2 down or
+    /// unreachable. Needs no root: it reads what the daemons serve on their control API.
+    Status {
+        /// Instance to ask (default: the only one running, or the only NAME.toml).
+        #[arg(long, short = 'i')]
+        instance: Option<String>,
+        /// Ask the control API at this URL instead (e.g. http://10.0.0.5:8001).
+        #[arg(long, conflicts_with = "instance")]
+        url: Option<String>,
+        /// One JSON object (verdict, summary, exit_code, nodes, problems) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for each answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Read an application token on stdin and print its SHA-256 (for app-token.sha256).
     HashToken,
+    /// Provision the appliance at boot: node name, mode, cluster and secrets from systemd
+    /// credentials (airclass.NAME, airclass.provision), airclass/provision.toml on a USB stick
+    /// labelled AIRCLASS or the EFI partition, or airclass.NAME= on the kernel command line.
+    Provision(crate::provision::ProvisionArgs),
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,

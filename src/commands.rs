@@ -151,6 +151,10 @@ pub fn ports(cli: &Cli, instance: &str, json: bool) -> u8 {
                 println!("rtc tcp port   {}/tcp", p.rtc_tcp_port);
                 println!("rtc udp range  {}-{}/udp", p.rtc_udp_start, p.rtc_udp_end);
                 println!("control api    {}/tcp", p.api_port);
+                match p.livekit_metrics_port {
+                    Some(m) => println!("livekit metrics {m}/tcp"),
+                    None => println!("livekit metrics off"),
+                }
                 println!("mdns           {}/udp", config::ports::MDNS_PORT);
             }
             exit::OK
@@ -160,6 +164,67 @@ pub fn ports(cli: &Cli, instance: &str, json: bool) -> u8 {
             exit::CONFIG
         }
     }
+}
+
+/// `status`: ask the daemons, print the table (or JSON) and the verdict; exit 0/1/2.
+pub fn status(
+    cli: &Cli,
+    instance: Option<&str>,
+    url: Option<&str>,
+    json: bool,
+    timeout: std::time::Duration,
+) -> u8 {
+    use crate::status::{client, report};
+    const UNREACHABLE: u8 = 2;
+    let local = match url {
+        Some(u) => u.to_owned(),
+        None => {
+            let picked = match instance {
+                Some(i) => Ok(i.to_owned()),
+                None => client::pick_instance(Path::new("/run/airclass"), &cli.nodes_dir),
+            };
+            let inst = match picked {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return UNREACHABLE;
+                }
+            };
+            match config::resolve(&sources(cli), &inst, None) {
+                Ok((node, _)) => client::local_api_url(&node),
+                Err(p) => {
+                    print_problems(&p);
+                    eprintln!("(or give the control API with --url http://HOST:PORT)");
+                    return UNREACHABLE;
+                }
+            }
+        }
+    };
+    let http = match crate::tls::http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return UNREACHABLE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return UNREACHABLE;
+        }
+    };
+    let answers = rt.block_on(client::gather(&http, &local, timeout));
+    let r = report::build(&answers);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", report::render_table(&r));
+    }
+    r.exit_code
 }
 
 pub fn secrets_init(dir: &Path, group: &str) -> u8 {
@@ -210,16 +275,41 @@ below. Unknown keys are errors. Sections: [node] (mode, name, livekit_port, rtc_
 rtc_udp_start, rtc_udp_end, api_port, advertise_address), [livekit] (binary, url, api_key_file,
 api_secret_file, port_mode = mux|range, expected_participants, node_ip, use_external_ip,
 stun_servers (STUN servers handed to clients, HOST:PORT; empty = none that leaves the LAN), region,
-prometheus_port, log_level, drain_timeout_secs, ready_timeout_secs, health_interval_ms,
+prometheus_port (LiveKit's own metrics; default 6789+N, 0 = off), log_level, drain_timeout_secs, ready_timeout_secs, health_interval_ms,
 health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
 main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,
 max_skew_secs, sysload_limit, mdns), [api] (bind, app_token_sha256_file, tls_cert_file,
-tls_key_file, max_body_bytes, max_connections, header_timeout_secs,
-request_timeout_secs), [grants.teacher] and [grants.student] (can_publish,
-can_subscribe, can_publish_data).
+tls_key_file, max_body_bytes, max_connections, header_timeout_secs, request_timeout_secs),
+[metrics] (listen: empty = GET /metrics on the control API,
+HOST:PORT = there only; token_sha256_file: require a bearer token, credential
+metrics\-token\-sha256), [grants.teacher] and [grants.student] (can_publish, can_subscribe,
+can_publish_data).
 .PP
 Ports are derived from the node name: main uses LiveKit 7880, ICE/TCP 7881, RTC UDP
-50000\-50020 and control API 8000; node\-N uses 7880+10N, 7881+10N, 50000+1000N..+20 and 8000+N.
+50000\-50020, control API 8000 and LiveKit metrics 6789; node\-N uses 7880+10N, 7881+10N,
+50000+1000N..+20, 8000+N and 6789+N, except that from node\-12 on LiveKit's two ports are
+7900+10N and 7901+10N (clear of the control API ports 8000\-8015).
+.SH MONITORING
+.B airclass\-node status
+asks the local daemon (and, on a sub, main) and prints node, mode, state, address, LiveKit
+health and restarts, sysload against the limit, rooms, participants and last heartbeat age, then
+a verdict; exit 0 healthy, 1 degraded, 2 down or unreachable. It needs no root.
+.PP
+Every node serves Prometheus metrics at GET /metrics on its control API port (OpenMetrics or
+text 0.0.4); main serves a live status page at GET / and GET /status. A Prometheus scrape
+configuration and a Grafana dashboard are in /usr/share/doc/airclass\-node/examples/; the
+metric list is in /usr/share/doc/airclass\-node/metrics.md.
+.PP
+Journal fields: INSTANCE= on every line, NODE= on lines about a peer, ROOM= and OUTCOME= on
+joins, FROM= and TO= on membership changes, CODE= on refusals, LIVEKIT=1 on LiveKit's output.
+For example:
+.nf
+  journalctl \-u airclass\-node@main NODE=node\-2
+  journalctl \-u airclass\-node@main TO=dead
+  journalctl \-u airclass\-node@main ROOM=physics\-101
+  journalctl \-u airclass\-node@main CODE=bad_signature
+  journalctl \-u airclass\-node@node\-1 LIVEKIT=1
+.fi
 .SH ENVIRONMENT
 MODE, NODE_NAME, MAIN_NODE_URL, LIVEKIT_PORT, LIVEKIT_RTC_PORT_START, LIVEKIT_RTC_PORT_END,
 REDIS_URL, LIVEKIT_BINARY, LIVEKIT_URL override the matching keys. AIRCLASS_CONFIG and
@@ -232,6 +322,9 @@ cluster\-wide configuration (conffile)
 .TP
 /etc/airclass/nodes/NAME.toml
 per\-instance configuration
+.TP
+/usr/share/doc/airclass\-node/examples/grafana\-airclass\-cluster.json, prometheus\-airclass\-node.yml
+the Grafana dashboard and the Prometheus scrape jobs
 .TP
 /etc/airclass/secrets/
 livekit\-api\-key, livekit\-api\-secret, cluster\-secret, app\-token, app\-token.sha256; passed to
@@ -280,13 +373,9 @@ pub fn firewall(cli: &Cli, action: crate::cli::FirewallAction, instance: &str) -
                     return exit::CONFIG;
                 }
             };
-            let p = node.ports;
-            let spec = firewall::FirewallSpec::for_node(
+            let spec = firewall::FirewallSpec::for_plan(
                 instance,
-                p.livekit_port,
-                p.rtc_tcp_port,
-                p.api_port,
-                (p.rtc_udp_start, p.rtc_udp_end),
+                &node.ports,
                 node.mode.is_clustered() && node.config.cluster.mdns,
             );
             firewall::open_with(backend, &spec)

@@ -11,10 +11,17 @@
 //! - [`firewall`]: the per-instance nftables table.
 //! - [`systemd`], [`stats`], [`redis_conn`]: READY/STATUS/WATCHDOG/STOPPING, node statistics, the
 //!   one Redis client.
+//! - [`provision`]: first-boot provisioning of the appliance image (`airclass-node provision`):
+//!   writes the node's config and secrets for `config` to read; uses only the leaves below.
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
 //! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`], [`names`], [`fds`]: shared leaves
 //!   (the one clock, application token hashing, the checked HTTP client, mutex locking, exit
 //!   codes, the node-name rule, file handle limits and exhaustion).
+//!
+//! Beside the stack (they read every layer and are bumped from several):
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`): event counters the supervisor and the
+//!   cluster roles bump with one-line calls, and state read at scrape time.
+//! - [`status`]: `airclass-node status`, the status page on main, recent membership changes.
 
 #![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -31,9 +38,12 @@ pub mod fds;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
+pub mod metrics;
 pub mod names;
+pub mod provision;
 pub mod redis_conn;
 pub mod stats;
+pub mod status;
 pub mod sync;
 pub mod systemd;
 pub mod tls;

@@ -33,7 +33,20 @@ fn main() -> ExitCode {
         Command::Secrets {
             command: SecretsCommand::Init { dir, group },
         } => commands::secrets_init(dir, group),
+        Command::Status {
+            instance,
+            url,
+            json,
+            timeout_ms,
+        } => commands::status(
+            &cli,
+            instance.as_deref(),
+            url.as_deref(),
+            *json,
+            std::time::Duration::from_millis(*timeout_ms),
+        ),
         Command::HashToken => commands::hash_token(),
+        Command::Provision(args) => airclass_node::provision::command(args),
         Command::Man => commands::man(),
     };
     ExitCode::from(code)

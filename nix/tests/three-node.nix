@@ -20,17 +20,9 @@ assert builtins.elem discovery [
 let
   inherit (pkgs) lib;
 
-  # TEST-ONLY secrets. They are placed in /etc with environment.etc (so they pass through the
-  # world-readable Nix store): acceptable for a throw-away VM test, never for a real machine,
-  # where the module takes file paths on the target and never copies them to the store.
-  appToken = "airclass-test-app-token-4b1d3c9e";
-  secrets = {
-    livekit-api-key = "APIairclassTest";
-    livekit-api-secret = "test-livekit-secret-0123456789abcdefghijklmnop";
-    cluster-secret = "test-cluster-secret-0123456789abcdefghijklmnop";
-    "app-token.sha256" = builtins.hashString "sha256" appToken;
-  };
-
+  # No secret is in this file or in any derivation: the test script makes them when it runs
+  # (Python's `secrets`), copies them into each VM with copy_from_host (the driver logs only the
+  # paths) and starts the units afterwards. Nothing starts them at boot.
   instanceOf = {
     main = "main";
     node1 = "node-1";
@@ -58,19 +50,13 @@ let
         pkgs.socat
         pkgs.procps
         pkgs.iproute2
+        pkgs.redis # redis-cli: main's Redis refuses clients without the password
       ];
-
-      environment.etc = lib.mapAttrs' (
-        file: text:
-        lib.nameValuePair "airclass/secrets/${file}" {
-          inherit text;
-          mode = "0400";
-        }
-      ) secrets;
 
       services.airclass-node = {
         enable = true;
         openFirewall = true;
+        secrets.redisPasswordFile = "/etc/airclass/secrets/redis-password";
         settings = {
           cluster = {
             id = "nixos-test";
@@ -97,17 +83,24 @@ let
         };
       } // lib.optionalAttrs (package != null) { inherit package; };
 
+      # main's Redis, shared by every node: on the test VLAN, never without the password.
       services.redis.servers.airclass = lib.mkIf isMain {
         enable = true;
         port = 6379;
         bind = null;
         openFirewall = true;
-        settings.protected-mode = "no";
+        requirePassFile = "/etc/airclass/secrets/redis-password";
       };
-      systemd.services."airclass-node@${instance}" = lib.mkIf isMain {
-        after = [ "redis-airclass.service" ];
-        wants = [ "redis-airclass.service" ];
-      };
+      # The secrets arrive after boot: nothing may start before the test script says so.
+      systemd.services.redis-airclass = lib.mkIf isMain { wantedBy = lib.mkForce [ ]; };
+      systemd.services."airclass-node@${instance}" =
+        {
+          wantedBy = lib.mkForce [ ];
+        }
+        // lib.optionalAttrs isMain {
+          after = [ "redis-airclass.service" ];
+          wants = [ "redis-airclass.service" ];
+        };
     };
 in
 pkgs.testers.runNixOSTest {
@@ -120,11 +113,23 @@ pkgs.testers.runNixOSTest {
   ] nodeConfig;
 
   testScript = ''
+    import hashlib
     import json
+    import os
+    import secrets
     import shlex
+    import tempfile
     import time
 
-    APP_TOKEN = "${appToken}"
+    # The cluster's secrets, made now (never part of a derivation).
+    APP_TOKEN = secrets.token_urlsafe(32)
+    SECRETS = {
+        "livekit-api-key": "API" + secrets.token_hex(6),
+        "livekit-api-secret": secrets.token_urlsafe(32),
+        "cluster-secret": secrets.token_urlsafe(32),
+        "redis-password": secrets.token_urlsafe(24),
+        "app-token.sha256": hashlib.sha256(APP_TOKEN.encode()).hexdigest(),
+    }
     DISCOVERY = "${discovery}"
     API = "http://main:8000"
     INSTANCE = {"main": "main", "node1": "node-1", "node2": "node-2"}
@@ -184,13 +189,43 @@ pkgs.testers.runNixOSTest {
         return machine.succeed("pgrep -x livekit-server").split()[0]
 
 
+    def install_secrets(machine):
+        staging = tempfile.mkdtemp()
+        machine.succeed("install -d -m 0750 -o root -g airclass /etc/airclass/secrets")
+        for name, value in SECRETS.items():
+            with open(os.path.join(staging, name), "w") as f:
+                f.write(value + "\n")
+            machine.copy_from_host(os.path.join(staging, name), f"/etc/airclass/secrets/{name}")
+        machine.succeed("chown root:airclass /etc/airclass/secrets/* && chmod 0640 /etc/airclass/secrets/*")
+
+
     start_all()
+    for machine in MACHINES.values():
+        machine.wait_for_unit("multi-user.target")
+        install_secrets(machine)
+
+    with subtest("subs tolerate a late Redis on main (no start limit)"):
+        # Subs first: main's Redis is not running yet, so each start fails ("Redis ... is
+        # unreachable", exit 1) and is restarted every 10 s. The template allows 5 starts in 300 s;
+        # the module lifts that for subs, so they keep trying until main is up.
+        for vm in ("node1", "node2"):
+            MACHINES[vm].succeed(f"systemctl start --no-block airclass-node@{INSTANCE[vm]}.service")
+        node1.wait_until_succeeds(
+            "test $(systemctl show -P NRestarts airclass-node@node-1.service) -ge 6", timeout=240
+        )
+        result = node1.succeed("systemctl show -P Result airclass-node@node-1.service").strip()
+        assert result != "start-limit-hit", result
+        main.succeed("systemctl start airclass-node@main.service")
+        main.succeed(
+            "redis-cli -a \"$(cat /etc/airclass/secrets/redis-password)\" --no-auth-warning ping | grep -qx PONG"
+        )
+        main.fail("redis-cli ping | grep -qx PONG")  # never without the password
 
     with subtest("every node runs its instance with LiveKit"):
         main.wait_for_unit("redis-airclass.service")
         for vm, machine in MACHINES.items():
             inst = INSTANCE[vm]
-            machine.wait_for_unit(f"airclass-node@{inst}.service")
+            machine.wait_for_unit(f"airclass-node@{inst}.service", timeout=240)
             machine.wait_for_open_port(HTTP_PORT[inst])
             machine.succeed("pgrep -x livekit-server")
             # The module's drop-in is in effect: the firewall switch and the store LiveKit.

@@ -1,5 +1,7 @@
 //! The control API (axum): [`router`] is its one route table — node routes, and by role the
-//! cluster endpoints and the join endpoint, whose handlers live with main (`cluster::main`).
+//! cluster endpoints and the join endpoint, whose handlers live with main (`cluster::main`),
+//! and on a clustered main the status page (`status::page`). `/metrics` is attached by the
+//! daemon (`metrics::http::Access`): on this router or on a listener of its own.
 //! [`serve`] binds it (plain or TLS) until cancelled.
 //!
 //! Every error is JSON `{"error": CODE, "message": TEXT}` (axum's own rejections through
@@ -44,6 +46,8 @@ pub struct NodeState {
     pub own_rooms: crate::cluster::node::OwnRooms,
     /// The control API's connections (their counters are shown in `GET /api/node`).
     pub connections: Arc<conns::Connections>,
+    /// A sub's link to main (`GET /api/node` → `cluster`).
+    pub sub: Option<Arc<crate::cluster::sub::SubHandle>>,
 }
 
 /// A JSON error answer.
@@ -85,7 +89,7 @@ pub fn router(state: NodeState, role: &Role) -> Router {
         .route("/api/node", get(node::node));
     let local_rooms = Router::new().route("/api/livekit/rooms", get(node::local_rooms));
     let by_role = match role {
-        Role::Main(main) => cluster_routes(main),
+        Role::Main(main) => cluster_routes(main).merge(crate::status::page::routes()),
         Role::Standalone(main) => local_rooms.merge(join_route(main)),
         Role::Sub(_) => local_rooms,
     };

@@ -1,4 +1,5 @@
-//! Node routes: `/healthz`, `/readyz`, `/api/node`, `/api/livekit/rooms` (this node's rooms).
+//! Node routes: `/healthz`, `/readyz`, `/api/node` (with a sub's link to main), `/api/livekit/rooms`
+//! (this node's rooms).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -52,7 +53,18 @@ pub async fn node(State(s): State<NodeState>) -> impl IntoResponse {
         "uptime_secs": s.started.elapsed().as_secs(),
         "stats": st,
         "api": s.connections.snapshot(),
+        "cluster": cluster_view(&s),
     }))
+}
+
+/// A sub: its link to main (registered / rejected and why / unreachable / searching); main:
+/// `{"role":"main"}`; standalone: `null`.
+fn cluster_view(s: &NodeState) -> serde_json::Value {
+    match (&s.sub, s.node.mode) {
+        (Some(sub), _) => serde_json::to_value(sub.link()).unwrap_or_default(),
+        (None, crate::config::Mode::Main) => json!({ "role": "main" }),
+        (None, _) => serde_json::Value::Null,
+    }
 }
 
 /// This node's rooms, from its LiveKit's RoomService (with Redis: those LiveKit maps to it).

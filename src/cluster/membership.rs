@@ -109,6 +109,18 @@ pub enum RegisterOutcome {
     Replaced { previous: NodeState },
 }
 
+impl RegisterOutcome {
+    /// The state the node was in before (`None`: new to the table).
+    pub fn previous(self) -> Option<NodeState> {
+        match self {
+            RegisterOutcome::New => None,
+            RegisterOutcome::Refreshed { previous } | RegisterOutcome::Replaced { previous } => {
+                Some(previous)
+            }
+        }
+    }
+}
+
 /// A state change, for logging. `to == None` means the node was forgotten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {

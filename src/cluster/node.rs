@@ -190,7 +190,9 @@ pub fn stats_source(ctx: &ClusterContext) -> StatsSource {
             } else {
                 Vec::new()
             };
-            node_stats(&sample, &status, &list)
+            let out = node_stats(&sample, &status, &list);
+            crate::metrics::local_rooms(out.rooms, out.participants);
+            out
         })
     })
 }

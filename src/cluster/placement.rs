@@ -323,22 +323,6 @@ mod tests {
         assert_ne!(want, 0);
     }
 
-    /// Figures for the report, not assertions: `cargo test --lib placement_latency -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn placement_latency() {
-        for n in [3usize, 100, 1000] {
-            let c = synthetic_candidates(n);
-            let iters = 200_000 / n.max(1) + 100;
-            let t = crate::clock::now();
-            let sink = bench_place_rooms(&c, iters, 0.7);
-            let per = t.elapsed() / iters as u32;
-            println!(
-                "placement over {n} nodes: {per:?} per choose ({iters} iterations, sink {sink})"
-            );
-        }
-    }
-
     fn node_set() -> impl Strategy<Value = Vec<String>> {
         proptest::collection::btree_set("node-[0-9]{1,3}", 2..12)
             .prop_map(|s| s.into_iter().collect())

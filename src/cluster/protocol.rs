@@ -73,6 +73,16 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// The state as on the wire (`alive`, …): also the journal's `FROM=` / `TO=` values.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Alive => "alive",
+            NodeState::Suspect => "suspect",
+            NodeState::Dead => "dead",
+            NodeState::Left => "left",
+        }
+    }
+
     /// Alive or Suspect: the node is believed to be serving.
     pub fn is_live(self) -> bool {
         matches!(self, NodeState::Alive | NodeState::Suspect)

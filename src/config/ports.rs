@@ -1,7 +1,10 @@
 //! The port plan: ports derived from the node name (pure; mirrored by `nix/ports.nix`).
 //!
-//! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000.
-//! `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N. Explicit settings win.
+//! `main` → LiveKit 7880, ICE/TCP 7881, RTC UDP 50000–50020, control API 8000, LiveKit's own
+//! Prometheus metrics 6789. `node-N` → 7880+10·N, 7881+10·N, 50000+1000·N … +20, 8000+N,
+//! 6789+N; from node-12 on the LiveKit ports skip the block 8000–8019 that holds the control
+//! API ports (node-N, N ≥ 12 → 7900+10·N, 7901+10·N: node-12 8020/8021 … node-15 8050/8051),
+//! so no two ports of main, node-1 … node-15 are the same. Explicit settings win.
 
 use serde::Serialize;
 
@@ -9,6 +12,8 @@ use serde::Serialize;
 pub const MDNS_PORT: u16 = 5353;
 /// Ports in a derived RTC range beyond its start (the seed's 21-port ranges).
 pub const RTC_RANGE_SPAN: u32 = 20;
+/// LiveKit's `prometheus.port` for `main` (LiveKit's documented example port); node-N adds N.
+pub const LIVEKIT_METRICS_BASE: u16 = 6789;
 
 /// The ports a node uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +23,9 @@ pub struct PortPlan {
     pub rtc_udp_start: u16,
     pub rtc_udp_end: u16,
     pub api_port: u16,
+    /// LiveKit's own Prometheus endpoint (`prometheus.port`); `None` = off
+    /// (`livekit.prometheus_port = 0`, or a name that derives no plan and no explicit port).
+    pub livekit_metrics_port: Option<u16>,
 }
 
 /// Explicit port settings; `None` means "derive from the name".
@@ -55,13 +63,22 @@ pub fn node_index(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The first index whose LiveKit ports skip the control API block (see the module docs).
+const SKIP_API_BLOCK_FROM: u32 = 12;
+
 /// The ports derived from an index, before range checks (u32 so overflow can be reported).
 fn derived(index: u32) -> [u32; 5] {
     let i = u64::from(index);
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    // 7880+10·12 = 8000 would be main's control API port: skip two decades (8000–8019)
+    let livekit = if index >= SKIP_API_BLOCK_FROM {
+        7900 + 10 * i
+    } else {
+        7880 + 10 * i
+    };
     [
-        clamp(7880 + 10 * i),
-        clamp(7881 + 10 * i),
+        clamp(livekit),
+        clamp(livekit + 1),
         clamp(50_000 + 1000 * i),
         clamp(50_000 + 1000 * i + u64::from(RTC_RANGE_SPAN)),
         clamp(8000 + i),
@@ -93,6 +110,9 @@ pub fn plan(name: &str, overrides: PortOverrides) -> Result<PortPlan, Vec<PortEr
         rtc_udp_start: start,
         rtc_udp_end: end,
         api_port: api,
+        livekit_metrics_port: node_index(name)
+            .and_then(|i| u16::try_from(i).ok())
+            .and_then(|i| LIVEKIT_METRICS_BASE.checked_add(i)),
     };
     let errors = conflicts(&plan);
     if errors.is_empty() {
@@ -187,6 +207,17 @@ fn conflicts(p: &PortPlan) -> Vec<PortError> {
 }
 
 impl PortPlan {
+    /// Apply `livekit.prometheus_port`: unset keeps the derived port, 0 turns it off, anything
+    /// else is used as is (validated by the caller).
+    pub fn with_livekit_metrics(mut self, setting: Option<u32>) -> Self {
+        match setting {
+            None => {}
+            Some(0) => self.livekit_metrics_port = None,
+            Some(p) => self.livekit_metrics_port = u16::try_from(p).ok(),
+        }
+        self
+    }
+
     /// Number of UDP ports in the RTC range.
     pub fn udp_span(&self) -> u32 {
         u32::from(self.rtc_udp_end) - u32::from(self.rtc_udp_start) + 1
@@ -201,6 +232,7 @@ impl PortPlan {
             "rtc_udp_start": self.rtc_udp_start,
             "rtc_udp_end": self.rtc_udp_end,
             "api_port": self.api_port,
+            "livekit_metrics_port": self.livekit_metrics_port,
             "mdns_port": MDNS_PORT,
         })
     }
@@ -241,13 +273,69 @@ mod tests {
     }
 
     #[test]
-    fn tcp_ports_distinct_across_nodes() {
-        let mut seen = std::collections::BTreeSet::new();
-        for n in std::iter::once("main".to_string()).chain((1..=15).map(|i| format!("node-{i}"))) {
+    fn livekit_metrics_ports() {
+        assert_eq!(p("main").livekit_metrics_port, Some(6789));
+        assert_eq!(p("node-1").livekit_metrics_port, Some(6790));
+        assert_eq!(p("node-15").livekit_metrics_port, Some(6804));
+        assert_eq!(
+            p("node-2")
+                .with_livekit_metrics(Some(0))
+                .livekit_metrics_port,
+            None
+        );
+        assert_eq!(
+            p("node-2")
+                .with_livekit_metrics(Some(9100))
+                .livekit_metrics_port,
+            Some(9100)
+        );
+        assert_eq!(
+            p("node-2").with_livekit_metrics(None).livekit_metrics_port,
+            Some(6791)
+        );
+    }
+
+    /// main, node-1 … node-15: every name that derives a plan.
+    fn all_names() -> Vec<String> {
+        std::iter::once("main".to_string())
+            .chain((1..=15).map(|i| format!("node-{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn no_two_ports_of_any_two_nodes_collide() {
+        // every TCP port (LiveKit, ICE/TCP, control API, LiveKit's metrics) and every port of
+        // every RTC UDP range, of all 16 names: each used once (mDNS, 5353 on every node, is
+        // shared by design and lies in no range)
+        let mut owner = std::collections::BTreeMap::new();
+        for n in all_names() {
             let plan = p(&n);
-            assert!(seen.insert(plan.rtc_tcp_port), "{n} reuses a tcp port");
-            assert!(seen.insert(plan.livekit_port), "{n} reuses a livekit port");
+            let tcp = [
+                ("livekit_port", plan.livekit_port),
+                ("rtc_tcp_port", plan.rtc_tcp_port),
+                ("api_port", plan.api_port),
+                ("livekit_metrics_port", plan.livekit_metrics_port.unwrap()),
+            ];
+            let udp = (plan.rtc_udp_start..=plan.rtc_udp_end).map(|u| ("rtc_udp", u));
+            for (what, port) in tcp.into_iter().chain(udp) {
+                assert_ne!(port, MDNS_PORT, "{n}.{what}");
+                if let Some(first) = owner.insert(port, format!("{n}.{what}")) {
+                    panic!("port {port}: {first} and {n}.{what}");
+                }
+            }
         }
+        assert_eq!(owner.len(), 16 * (4 + 21));
+    }
+
+    #[test]
+    fn livekit_ports_skip_the_api_block_from_node_12() {
+        assert_eq!(p("node-11").livekit_port, 7990);
+        assert_eq!(p("node-11").rtc_tcp_port, 7991);
+        assert_eq!(p("node-12").livekit_port, 8020);
+        assert_eq!(p("node-12").rtc_tcp_port, 8021);
+        assert_eq!(p("node-15").livekit_port, 8050);
+        assert_eq!(p("node-15").rtc_tcp_port, 8051);
+        assert_eq!(p("node-12").api_port, 8012);
     }
 
     #[test]
@@ -327,6 +415,7 @@ mod tests {
         let v = p("node-1").to_json("node-1");
         assert_eq!(v["rtc_udp_start"], 51000);
         assert_eq!(v["mdns_port"], 5353);
+        assert_eq!(v["livekit_metrics_port"], 6790);
         assert_eq!(v["instance"], "node-1");
     }
 }

@@ -55,6 +55,7 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub api: ApiSection,
     pub grants: GrantsSection,
+    pub metrics: MetricsSection,
 }
 
 /// `[node]`: identity, role and the port plan overrides.
@@ -107,8 +108,8 @@ pub struct LivekitSection {
     pub stun_servers: Vec<String>,
     /// LiveKit `region`.
     pub region: Option<String>,
-    /// LiveKit `prometheus.port` (0 = off).
-    pub prometheus_port: u32,
+    /// LiveKit `prometheus.port`: unset = the port plan's (main 6789, node-N 6789+N); 0 = off.
+    pub prometheus_port: Option<u32>,
     /// LiveKit `logging.level`: debug, info, warn, error.
     pub log_level: String,
     /// Seconds LiveKit may drain after SIGTERM before it is killed.
@@ -136,7 +137,7 @@ impl Default for LivekitSection {
             use_external_ip: false,
             stun_servers: Vec::new(),
             region: None,
-            prometheus_port: 0,
+            prometheus_port: None,
             log_level: "info".into(),
             drain_timeout_secs: 10,
             ready_timeout_secs: 30,
@@ -278,5 +279,30 @@ impl Default for GrantsSection {
                 can_publish_data: true,
             },
         }
+    }
+}
+
+/// `[metrics]`: who may read `GET /metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Empty (default): `/metrics` on the control API. `HOST:PORT`: on its own listener only
+    /// (e.g. `127.0.0.1:9469` for a Prometheus agent on the node).
+    pub listen: String,
+    /// File holding the SHA-256 (hex) of a bearer token scrapes must send (credential
+    /// `metrics-token-sha256` wins); empty = no token.
+    pub token_sha256_file: String,
+}
+
+impl MetricsSection {
+    /// The separate listener, if any (`Err`: not `HOST:PORT`).
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let l = self.listen.trim();
+        if l.is_empty() {
+            return Ok(None);
+        }
+        l.parse().map(Some).map_err(|_| {
+            format!("{l:?} is not an IP address and port (e.g. 127.0.0.1:9469 or [::]:9469)")
+        })
     }
 }

@@ -183,7 +183,7 @@ fn check_name_and_ports(checks: &mut Checks<'_>, name: &str, c: &Config) -> Opti
         api_port: c.node.api_port,
     };
     match ports::plan(name, overrides) {
-        Ok(p) => Some(p),
+        Ok(p) => Some(p.with_livekit_metrics(c.livekit.prometheus_port)),
         Err(errs) => {
             for e in errs {
                 checks.bad(e.key, e.problem, e.fix);
@@ -269,22 +269,19 @@ fn check_livekit_network(checks: &mut Checks<'_>, lk: &LivekitSection, plan: Opt
             );
         }
     }
-    if lk.prometheus_port != 0 {
-        let taken = plan.map(|p| [p.livekit_port, p.rtc_tcp_port, p.api_port]);
-        if lk.prometheus_port > 65_535 {
+    if let Some(port) = lk.prometheus_port.filter(|p| *p > 65_535) {
+        checks.bad(
+            "livekit.prometheus_port",
+            format!("{port} is not a valid port"),
+            "use 1-65535, or 0 to turn LiveKit's metrics off",
+        );
+    } else if let Some(p) = plan {
+        let taken = [p.livekit_port, p.rtc_tcp_port, p.api_port];
+        if let Some(m) = p.livekit_metrics_port.filter(|m| taken.contains(m)) {
             checks.bad(
                 "livekit.prometheus_port",
-                format!("{} is not a valid port", lk.prometheus_port),
-                "use 1-65535, or 0 to turn metrics off",
-            );
-        } else if taken.is_some_and(|t| t.iter().any(|p| u32::from(*p) == lk.prometheus_port)) {
-            checks.bad(
-                "livekit.prometheus_port",
-                format!(
-                    "{} is already one of the node's TCP ports",
-                    lk.prometheus_port
-                ),
-                "give prometheus a port of its own",
+                format!("{m} is already one of the node's TCP ports"),
+                "give LiveKit's metrics a port of their own (or 0 to turn them off)",
             );
         }
     }
@@ -464,6 +461,13 @@ fn check_api(checks: &mut Checks<'_>, c: &Config, plan: Option<&PortPlan>) {
             "node.api_port",
             "5353 is the mDNS port".into(),
             "choose another control API port",
+        );
+    }
+    if let Err(e) = c.metrics.listen_addr() {
+        checks.bad(
+            "metrics.listen",
+            e,
+            "leave it empty (metrics on the control API) or give HOST:PORT",
         );
     }
 }

@@ -2,8 +2,9 @@
 //! signal future and from tests with a cancellation token (`token.cancelled_owned()`).
 //!
 //! - start (`start.rs`): bind the control API's port (a taken port is found before anything
-//!   starts) → render LiveKit's config → claim the shared Redis (clustered nodes) → start
-//!   LiveKit (a failure aborts startup) → statistics → the cluster role → serve the control API
+//!   starts) → check `/metrics` access (token, own listener) → render LiveKit's config → claim
+//!   the shared Redis (clustered nodes; its pinger for `/metrics`) → start LiveKit (a failure
+//!   aborts startup) → statistics → the cluster role → serve the control API (with `/metrics`)
 //!   on the bound listener → `READY=1` → the STATUS publisher and the watchdog (`tasks.rs`).
 //! - wait: until `shutdown` resolves or the supervisor gives up for good. `shutdown` is watched
 //!   during start too: a stop requested while LiveKit is still starting unwinds at once.
@@ -22,6 +23,7 @@ mod stop;
 pub mod tasks;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,7 @@ use crate::config::{NodeConfig, Secrets};
 use crate::livekit::render::RenderError;
 use crate::livekit::supervisor::SupervisorError;
 use crate::livekit::LivekitStatus;
+use crate::metrics::http::MetricsError;
 use crate::redis_conn::RedisError;
 use crate::systemd::{self, Notifier};
 use crate::tls::HttpClientError;
@@ -69,13 +72,18 @@ pub enum DaemonError {
     /// The cluster role cannot start with this configuration (exit 78).
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// `[metrics]` cannot be set up (exit 78).
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 impl DaemonError {
     /// Exit code for `main` (see `exit.rs`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::RedisOwnedByOther(_) | DaemonError::Cluster(_) => crate::exit::CONFIG,
+            DaemonError::RedisOwnedByOther(_)
+            | DaemonError::Cluster(_)
+            | DaemonError::Metrics(_) => crate::exit::CONFIG,
             DaemonError::Api(e) if e.is_config() => crate::exit::CONFIG,
             _ => crate::exit::FAILURE,
         }
@@ -103,6 +111,8 @@ pub struct RunOptions {
     pub notifier: Notifier,
     /// Watchdog ping period, half of `WATCHDOG_USEC` (None: no watchdog).
     pub watchdog: Option<Duration>,
+    /// systemd's `$CREDENTIALS_DIRECTORY` (the metrics token's hash may be a credential).
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -111,6 +121,7 @@ impl RunOptions {
         RunOptions {
             notifier: Notifier::from_env(),
             watchdog: systemd::watchdog_period(),
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
             ..Default::default()
         }
     }

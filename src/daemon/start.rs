@@ -14,6 +14,7 @@ use crate::config::NodeConfig;
 use crate::livekit::render;
 use crate::livekit::rooms::Rooms;
 use crate::livekit::{LivekitStatus, Supervisor, SupervisorConfig};
+use crate::metrics::{self, http::Access};
 use crate::redis_conn::RedisConn;
 use crate::stats::Sample;
 use crate::tls::{self, ClientOptions};
@@ -37,6 +38,32 @@ fn supervisor_config(node: &NodeConfig, redis: Option<RedisConn>) -> SupervisorC
     }
 }
 
+/// What `/metrics` reads at scrape time.
+fn metrics_sources(
+    node: &NodeConfig,
+    livekit: &watch::Receiver<LivekitStatus>,
+    stats: &watch::Receiver<Sample>,
+    role: &Role,
+) -> metrics::Sources {
+    let (main, sub) = match role {
+        Role::Main(m) | Role::Standalone(m) => (Some(m.clone()), None),
+        Role::Sub(s) => (None, Some(s.clone())),
+    };
+    metrics::Sources {
+        node: node.name.clone(),
+        mode: node.mode.as_str(),
+        sysload_limit: node
+            .mode
+            .is_clustered()
+            .then_some(node.config.cluster.sysload_limit),
+        livekit: livekit.clone(),
+        stats: stats.clone(),
+        main,
+        sub,
+        redis: node.redis.is_some(),
+    }
+}
+
 /// A jitter source in `0.0..1.0`: xorshift, deterministic with a seed.
 fn jitter(seed: Option<u64>) -> Box<dyn FnMut() -> f64 + Send + Sync> {
     let mut state = seed.unwrap_or_else(rand::random);
@@ -54,6 +81,7 @@ impl Daemon {
         // fail with a clear message here rather than a panic inside a task later
         let http = tls::http_client()?;
         self.bind_api()?;
+        let metrics = self.metrics_access()?;
         self.render()?;
         let (redis, store) = self.claim_redis().await?;
         let livekit = self.start_livekit(redis).await?;
@@ -68,7 +96,7 @@ impl Daemon {
         let (role, cluster_status) = self
             .start_cluster(store, rooms, &livekit, &stats, http)
             .await?;
-        self.serve_api(&livekit, &stats, &role, own_rooms)?;
+        self.serve_api(&livekit, &stats, &role, own_rooms, metrics)?;
         self.announce_ready(&livekit, &cluster_status);
         let (notifier, tracker) = (&self.opts.notifier, &self.tracker);
         let cancel = self.root.child_token();
@@ -96,6 +124,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// 0. Who may read `/metrics` (token, own listener), decided before anything starts: a bad
+    ///    token file or a busy `metrics.listen` address is a configuration error (exit 78).
+    fn metrics_access(&self) -> Result<Access, DaemonError> {
+        let cfg = &self.node.config.metrics;
+        Ok(Access::prepare(cfg, self.opts.credentials_dir.as_deref())?)
+    }
+
     /// 1. LiveKit's config and key file, written atomically.
     fn render(&self) -> Result<(), DaemonError> {
         self.opts
@@ -119,6 +154,8 @@ impl Daemon {
             .map_err(DaemonError::RedisUnreachable)?;
         tracing::info!(address = %target.address, "Redis reachable");
         let store = cluster::claim_redis(&conn, &self.node.config.cluster.id).await?;
+        // `airclass_redis_up`: a scrape reads the pinger's last answer, never Redis itself
+        metrics::redis::spawn_pinger(conn.clone(), &self.tracker, self.root.child_token());
         Ok((Some(conn), Some(store)))
     }
 
@@ -195,14 +232,16 @@ impl Daemon {
         Ok(out)
     }
 
-    /// 5. The control API: the one route table for this node's role, on the bound listener,
-    ///    with the connection cap the file handle limit allows.
+    /// 5. The control API: the one route table for this node's role, and `/metrics` (on it, or
+    ///    on its own listener), on the bound listener, with the connection cap the file handle
+    ///    limit allows.
     fn serve_api(
         &mut self,
         livekit: &watch::Receiver<LivekitStatus>,
         stats: &watch::Receiver<Sample>,
         role: &Role,
         own_rooms: OwnRooms,
+        metrics: Access,
     ) -> Result<(), DaemonError> {
         let api_cfg = &self.node.config.api;
         let cap = api::serve::effective_cap(api_cfg.max_connections, crate::fds::soft_limit());
@@ -222,13 +261,19 @@ impl Daemon {
             started: self.started,
             own_rooms,
             connections: connections.clone(),
+            sub: match role {
+                Role::Sub(s) => Some(s.clone()),
+                _ => None,
+            },
         };
         let bound = match self.listener.take() {
             Some(b) => b,
             None => api::serve::bind(&self.node)?,
         };
         let cancel = self.root.child_token();
+        let sources = metrics_sources(&self.node, livekit, stats, role);
         let app = api::router(state, role);
+        let app = metrics.attach(app, sources, &self.tracker, cancel.clone());
         api::serve::serve(
             bound,
             app,

@@ -49,6 +49,22 @@ impl FirewallSpec {
         }
     }
 
+    /// The spec for a node's whole port plan: [`FirewallSpec::for_node`] plus LiveKit's own
+    /// metrics port when it is on (LiveKit binds it wherever it binds its signalling port, so
+    /// it cannot be loopback-only; docs/metrics.md).
+    pub fn for_plan(instance: &str, p: &crate::config::PortPlan, mdns: bool) -> Self {
+        let mut spec = Self::for_node(
+            instance,
+            p.livekit_port,
+            p.rtc_tcp_port,
+            p.api_port,
+            (p.rtc_udp_start, p.rtc_udp_end),
+            mdns,
+        );
+        spec.tcp_ports.extend(p.livekit_metrics_port);
+        spec
+    }
+
     /// Rejects what nft would reject or what would open nothing meaningful.
     pub fn validate(&self) -> Result<(), FirewallError> {
         if self.instance.is_empty() {
@@ -253,6 +269,16 @@ mod tests {
         assert_eq!(s.udp_ranges, vec![(50000, 50020)]);
         let s = FirewallSpec::for_node("main", 7880, 7881, 8000, (50000, 50020), false);
         assert!(s.udp_ports.is_empty());
+    }
+
+    #[test]
+    fn for_plan_opens_livekit_metrics_when_on() {
+        let plan = crate::config::ports::plan("node-1", Default::default()).unwrap();
+        let s = FirewallSpec::for_plan("node-1", &plan, true);
+        assert_eq!(s.tcp_ports, vec![7890, 7891, 8001, 6790]);
+        let off = plan.with_livekit_metrics(Some(0));
+        let s = FirewallSpec::for_plan("node-1", &off, false);
+        assert_eq!(s.tcp_ports, vec![7890, 7891, 8001]);
     }
 
     #[test]

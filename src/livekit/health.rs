@@ -19,6 +19,27 @@ pub enum Probe {
     LocalFault(String),
 }
 
+impl Probe {
+    /// The `result` label of `airclass_livekit_health_probe_duration_seconds` (the `Down` texts
+    /// are the ones [`probe`] writes).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Probe::Ok => "ok",
+            Probe::NotReady(_) => "not_ready",
+            Probe::Unexpected(_) => "unexpected",
+            Probe::Down(why) if why.starts_with("no answer within") => "timeout",
+            Probe::Down(why) if why == "connection refused" => "refused",
+            Probe::Down(_) => "error",
+            Probe::LocalFault(_) => "local_fault",
+        }
+    }
+
+    /// A failed probe that got no answer in time: LiveKit is hung rather than unhealthy.
+    pub fn is_timeout(&self) -> bool {
+        self.label() == "timeout"
+    }
+}
+
 /// What the supervisor makes of a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -176,5 +197,28 @@ mod tests {
             assert_eq!(probe(&client, port, t).await, Probe::Ok);
             println!("LOCAL_FAULT_CHECKED");
         });
+    }
+
+    #[tokio::test]
+    async fn probe_labels_follow_what_probe_writes() {
+        crate::tls::install_crypto_provider();
+        let client = crate::tls::test_client();
+        // a port nobody listens on
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = probe(&client, port, Duration::from_millis(500)).await;
+        assert_eq!(p.label(), "refused", "{p:?}");
+        // a listener that accepts and never answers
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let p = probe(&client, port, Duration::from_millis(200)).await;
+        assert_eq!(p.label(), "timeout", "{p:?}");
+        assert!(p.is_timeout());
+        drop(l);
+        assert_eq!(Probe::Ok.label(), "ok");
+        assert_eq!(Probe::Unexpected(500).label(), "unexpected");
     }
 }

@@ -165,8 +165,8 @@ pub fn render(
             level: c.livekit.log_level.clone(),
             json: false,
         },
-        prometheus: (c.livekit.prometheus_port != 0).then_some(Prometheus {
-            port: c.livekit.prometheus_port,
+        prometheus: p.livekit_metrics_port.map(|port| Prometheus {
+            port: u32::from(port),
         }),
     };
     let header = format!(

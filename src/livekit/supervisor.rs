@@ -27,6 +27,7 @@ use super::backoff::{BackoffPolicy, Restarts};
 use super::health::{self, Probe, Verdict};
 use super::output::{self, OutputTail};
 use crate::clock::{self, Instant};
+use crate::metrics::{self, DrainOutcome, RestartReason};
 use crate::redis_conn::RedisConn;
 use crate::systemd::Notifier;
 
@@ -114,6 +115,14 @@ impl LivekitStatus {
     pub fn serving(&self) -> bool {
         matches!(self.state, LivekitState::Ready | LivekitState::Degraded)
     }
+
+    /// A status in `state` (tests and benches that need one without a supervisor).
+    pub fn for_tests(state: LivekitState) -> Self {
+        Self {
+            state,
+            ..Self::new()
+        }
+    }
 }
 
 /// Everything the supervisor needs.
@@ -193,6 +202,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     tracker: TaskTracker,
     jitter: Box<dyn FnMut() -> f64 + Send + Sync>,
+    /// Why the child is being restarted (set by `watch_child`, counted in the metrics).
+    restart_reason: RestartReason,
 }
 
 /// How a start ended.
@@ -230,6 +241,7 @@ impl Supervisor {
                 http,
                 tracker,
                 jitter,
+                restart_reason: RestartReason::Crash,
             },
             rx,
         )
@@ -328,6 +340,7 @@ impl Supervisor {
                         last,
                     }));
                 };
+                metrics::livekit_restart(self.restart_reason);
                 self.set(|s| {
                     s.state = LivekitState::Backoff;
                     s.pid = None;
@@ -358,6 +371,7 @@ impl Supervisor {
                 }
                 StartOutcome::Failed(e) => {
                     tracing::error!(error = %e, "LiveKit restart failed");
+                    self.restart_reason = RestartReason::FailedStart;
                     last = e.to_string();
                     spend = true;
                 }
@@ -435,6 +449,7 @@ impl Supervisor {
         let readiness = self.wait_ready(child.wait(), ready, cancel, first).await;
         match readiness {
             Readiness::Ready(took) => {
+                metrics::livekit_ready(took, first);
                 self.set(|s| {
                     s.state = LivekitState::Ready;
                     s.node_id = tail.node_id();
@@ -515,6 +530,24 @@ impl Supervisor {
         }
     }
 
+    /// For a 406: is Redis up (and past its recovery grace)? `None` for any other probe.
+    async fn redis_up_for(
+        &self,
+        probe: &Probe,
+        redis_last_down: &mut Option<Instant>,
+        recovery_grace: Duration,
+    ) -> Option<bool> {
+        let (Probe::NotReady(_), Some(r)) = (probe, &self.cfg.redis) else {
+            return None;
+        };
+        let up = r.ping(Duration::from_millis(500)).await.is_ok();
+        if !up {
+            *redis_last_down = Some(clock::now());
+        }
+        let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
+        Some(up && !recovering)
+    }
+
     /// Watch a ready child; `None` when cancelled, `Some(reason)` when it must be restarted.
     async fn watch_child(
         &mut self,
@@ -533,22 +566,17 @@ impl Supervisor {
                 _ = cancel.cancelled() => return None,
                 status = child.wait() => {
                     let what = describe_exit(status.ok());
+                    self.restart_reason = RestartReason::Crash;
                     return Some(format!("LiveKit exited unexpectedly ({what})"));
                 }
                 _ = tick.tick() => {}
             }
+            let t0 = clock::now();
             let probe = health::probe(&self.http, self.cfg.livekit_port, probe_timeout).await;
-            let redis_up = match (&probe, &self.cfg.redis) {
-                (Probe::NotReady(_), Some(r)) => {
-                    let up = r.ping(Duration::from_millis(500)).await.is_ok();
-                    if !up {
-                        redis_last_down = Some(clock::now());
-                    }
-                    let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
-                    Some(up && !recovering)
-                }
-                _ => None,
-            };
+            metrics::health_probe(t0.elapsed(), probe.label());
+            let redis_up = self
+                .redis_up_for(&probe, &mut redis_last_down, recovery_grace)
+                .await;
             match health::classify(&probe, redis_up) {
                 Verdict::Healthy => {
                     let was = self.status.borrow().state;
@@ -585,6 +613,7 @@ impl Supervisor {
                         s.detail = format!("probe failed {n}x: {why}");
                     });
                     if n >= self.cfg.health_failures {
+                        self.restart_reason = failed_probe_reason(&probe);
                         let grace = self.cfg.drain_timeout.min(Duration::from_secs(3));
                         self.stop_child(child, grace).await;
                         return Some(format!("health probe failed {n} times in a row ({why})"));
@@ -614,6 +643,7 @@ impl Supervisor {
         );
         if let Ok(status) = tokio::time::timeout(drain, child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            metrics::livekit_drained(t0.elapsed(), DrainOutcome::Exited);
             return;
         }
         tracing::warn!(
@@ -623,11 +653,22 @@ impl Supervisor {
         let _ = signal::kill(pid, Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
             tracing::info!(pid = pid.as_raw(), took_ms = t0.elapsed().as_millis() as u64, status = %describe_exit(status.ok()), "LiveKit stopped");
+            metrics::livekit_drained(t0.elapsed(), DrainOutcome::Forced);
             return;
         }
         tracing::warn!(pid = pid.as_raw(), "LiveKit ignored SIGTERM; SIGKILL");
         let _ = child.start_kill();
         let _ = child.wait().await;
+        metrics::livekit_drained(t0.elapsed(), DrainOutcome::Killed);
+    }
+}
+
+/// Why a child whose probes kept failing is restarted: no answer in time is a hang.
+fn failed_probe_reason(probe: &Probe) -> RestartReason {
+    if probe.is_timeout() {
+        RestartReason::Hang
+    } else {
+        RestartReason::Health
     }
 }
 

@@ -218,10 +218,11 @@ fn check_ready_line(
             "{name}: {f}"
         ),
     }
-    let prom = node.config.livekit.prometheus_port;
+    // the port plan's LiveKit metrics port (livekit.prometheus_port overrides, 0 = off)
+    let prom = node.ports.livekit_metrics_port;
     assert_eq!(
         f.get("portPrometheus").and_then(|v| v.as_u64()),
-        (prom != 0).then_some(u64::from(prom)),
+        prom.map(u64::from),
         "{name}: {f}"
     );
     let region = node.config.livekit.region.as_deref();
@@ -257,10 +258,11 @@ fn check_sockets(
         "{name}: ICE/TCP {}: {socks:?}",
         plan.rtc_tcp_port
     );
-    let prom = node.config.livekit.prometheus_port;
-    if prom != 0 {
+    // LiveKit binds its metrics wherever it binds its signalling port (so the firewall opens it)
+    let prom = node.ports.livekit_metrics_port;
+    if let Some(prom) = prom {
         assert!(
-            tcp_on_all(socks, prom as u16),
+            tcp_on_all(socks, prom),
             "{name}: prometheus {prom}: {socks:?}"
         );
     }
@@ -269,7 +271,7 @@ fn check_sockets(
         .filter(|s| s.proto == "tcp")
         .map(|s| s.port)
         .collect();
-    let expected_tcp = 2 + usize::from(prom != 0);
+    let expected_tcp = 2 + usize::from(prom.is_some());
     assert_eq!(
         tcp_ports.len(),
         expected_tcp,

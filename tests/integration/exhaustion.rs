@@ -90,7 +90,7 @@ async fn attacker(i: usize, port: u16, tls: bool, t: Arc<Tally>) {
                     break;
                 },
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if i % 2 == 0 {
+                    if matches!(i % 2, 0) {
                         if s.write_all(&[payload(tls, pos)]).await.is_err() {
                             t.closed_by_server.fetch_add(1, Ordering::Relaxed);
                             break;
@@ -137,7 +137,7 @@ async fn normal_client(base: String, client: reqwest::Client, for_how_long: Dura
             Ok(r) => n.failures.push(format!("/healthz answered {}", r.status())),
             Err(e) => n.failures.push(format!("/healthz: {e:?}")),
         }
-        if i % 5 == 0 {
+        if matches!(i % 5, 0) {
             let t0 = clock::now();
             let r = client
                 .post(format!("{base}/api/rooms/maths/join"))

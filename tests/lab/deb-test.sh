@@ -146,6 +146,14 @@ c_nft_present() {
   printf '%s\n' "$out" | sed 's/^/  | /' >&2
   [[ $out == *"7880"* && $out == *"50000-50020"* ]]
 }
+c_metrics() {  # GET /metrics under the unit's sandbox; LiveKit's own metrics on the plan's 6789
+  local m n; m=$(X "$N" curl -sf http://127.0.0.1:8000/metrics) || return 1
+  grep -E '^(airclass_livekit_state\{state="ready"\}|process_open_fds|process_max_fds) ' <<<"$m" | sed 's/^/  | /' >&2
+  n=$(X "$N" curl -sf http://127.0.0.1:6789/metrics | grep -c '^livekit_') || true
+  lab_log "  LiveKit's own metrics on 6789: ${n:-0} livekit_ samples"
+  grep -qx 'airclass_livekit_state{state="ready"} 1' <<<"$m" && [[ ${n:-0} -gt 0 ]] \
+    && awk '$1=="process_open_fds"{o=$2} $1=="process_max_fds"{x=$2} END{exit !(o>0 && x>o)}' <<<"$m"
+}
 lk_pid() { X "$N" pgrep -x livekit-server | head -1; }
 c_caps() {
   local lp mp ok=0 k v
@@ -291,6 +299,7 @@ if [[ $(X "$N" dpkg-query -W -f='${db:Status-Status}' airclass-node 2>/dev/null)
   if [[ $(X "$N" systemctl is-active "$UNIT" 2>/dev/null) == active ]]; then
     lab_check "nft table inet airclass_main present" c_nft_present
     lab_check "no capabilities: livekit-server and daemon" c_caps
+    lab_check "GET /metrics under the sandbox; LiveKit's metrics on 6789" c_metrics
     lab_check "journal: LiveKit lines, LIVEKIT=1 filter" c_journal
     lab_check "systemctl stop: LiveKit drained, clean stop" c_stop_drain
     lab_check "nft table gone after stop" c_nft_gone

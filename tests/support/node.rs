@@ -2,7 +2,8 @@
 //! [`NodeDir`] (a temp dir with `airclass.toml`, `nodes/`, `secrets/`, `run/`).
 //!
 //! What every node gets, whatever the knobs: its ports from one reserved [`PortBlock`]
-//! (LiveKit, ICE/TCP and API at +0..+2, RTC UDP +3..+23); the API bound to, and the node and
+//! (LiveKit, ICE/TCP and API at +0..+2, RTC UDP +3..+23, LiveKit's own Prometheus metrics at
+//! +24: a name like `main` would otherwise derive the plan's 6789 on every test node); the API bound to, and the node and
 //! LiveKit advertised on, 127.0.0.1; `cluster.mdns = false` (tests never multicast outside a
 //! network namespace of their own); the secrets below, in files. Everything else is the
 //! daemon's default unless a knob sets it.
@@ -150,6 +151,7 @@ impl NodeSpec {
         NodeDir {
             livekit_port: ports.port(0),
             api_port: ports.port(2),
+            livekit_metrics_port: ports.port(24),
             instance: self.instance,
             dir,
             _ports: ports,
@@ -162,7 +164,7 @@ impl NodeSpec {
             "[node]\nmode = \"{}\"\nlivekit_port = {}\nrtc_tcp_port = {}\napi_port = {}\n\
              rtc_udp_start = {}\nrtc_udp_end = {}\nadvertise_address = \"127.0.0.1\"\n\n\
              [livekit]\nbinary = {:?}\napi_key_file = {:?}\napi_secret_file = {:?}\n\
-             node_ip = \"127.0.0.1\"\n",
+             node_ip = \"127.0.0.1\"\nprometheus_port = {}\n",
             self.mode,
             ports.port(0),
             ports.port(1),
@@ -172,6 +174,7 @@ impl NodeSpec {
             self.livekit.display().to_string(),
             s("livekit-api-key"),
             s("livekit-api-secret"),
+            ports.port(24),
         );
         for (k, v) in &self.livekit_keys {
             writeln!(t, "{k} = {v}").unwrap();
@@ -223,6 +226,8 @@ pub struct NodeDir {
     pub instance: String,
     pub livekit_port: u16,
     pub api_port: u16,
+    /// LiveKit's own Prometheus port (`livekit.prometheus_port`).
+    pub livekit_metrics_port: u16,
     _ports: PortBlock,
 }
 

@@ -23,6 +23,8 @@ use crate::cluster::protocol::{
     ErrorCode, HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse, NodeState,
     NodeView, RegisterRequest, RegisterResponse, ValidationError, PROTOCOL_VERSION,
 };
+use crate::metrics;
+use crate::status::events;
 use crate::sync::lock;
 
 impl Main {
@@ -136,6 +138,8 @@ pub async fn register(State(main): State<Arc<Main>>, req: Request) -> Result<Res
         .register(r.node, &r.identity, r.stats, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
     tracing::info!(node = %node, api_url = %info.api_url, livekit_url = %info.livekit_url, rooms, outcome = ?outcome, "node registered");
+    metrics::registration_received();
+    events::record(&node, outcome.previous(), Some(NodeState::Alive));
     Ok(Json(RegisterResponse {
         accepted: true,
         heartbeat_secs: main.settings.heartbeat.as_secs(),
@@ -155,8 +159,10 @@ pub async fn heartbeat(State(main): State<Arc<Main>>, req: Request) -> Result<Re
         .membership()
         .heartbeat(&h.name, &h.identity, h.stats, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
+    metrics::heartbeat_received();
     if previous != NodeState::Alive {
-        tracing::info!(node = %node, from = ?previous, "node is back");
+        tracing::info!(node = %node, from = previous.as_str(), to = "alive", "node is back");
+        events::record(&node, Some(previous), Some(NodeState::Alive));
     }
     Ok(Json(HeartbeatResponse {
         accepted: true,
@@ -175,8 +181,9 @@ pub async fn leave(State(main): State<Arc<Main>>, req: Request) -> Result<Respon
         .membership()
         .leave(&l.name, &l.identity, clock::now())
         .map_err(|e| main.membership_refusal(PATH, &node, e))?;
-    if t.is_some() {
+    if let Some(tr) = &t {
         tracing::info!(node = %node, "node left the cluster");
+        events::record(&node, Some(tr.from), tr.to);
     }
     lock(&main.recent).retain(|_, (n, _)| *n != l.name);
     Ok(Json(LeaveResponse { left: true }).into_response())

@@ -32,6 +32,7 @@ use crate::cluster::placement;
 use crate::cluster::protocol::{
     validate_room_name, ErrorCode, JoinRequest, JoinResponse, Role, RoomView,
 };
+use crate::metrics;
 use crate::sync::lock;
 
 const PATH: &str = "/api/rooms/{room}/join";
@@ -185,12 +186,27 @@ impl Main {
     }
 }
 
-/// `POST /api/rooms/{room}/join`.
+/// `POST /api/rooms/{room}/join` (counted in `airclass_cluster_joins_total` by node and outcome).
 pub async fn join(
     State(main): State<Arc<Main>>,
     Path(room): Path<String>,
     req: Request,
 ) -> Result<Json<JoinResponse>, Refusal> {
+    let r = join_inner(main, room, req).await;
+    metrics::join(
+        r.as_ref()
+            .map(|(j, reason)| (j.node.as_str(), *reason))
+            .map_err(|e| e.code),
+    );
+    r.map(|(j, _)| Json(j))
+}
+
+/// The join itself: application token, body, validation, placement, token.
+async fn join_inner(
+    main: Arc<Main>,
+    room: String,
+    req: Request,
+) -> Result<(JoinResponse, placement::Reason), Refusal> {
     main.check_app_token(req.headers())?;
     let body = main.read_body(req, None).await?;
     let jr: JoinRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -204,16 +220,19 @@ pub async fn join(
     jr.validate()
         .and_then(|_| validate_room_name(&room))
         .map_err(|e| main.refuse(PATH, None, ErrorCode::Malformed, e.to_string()))?;
+    let t0 = clock::now();
     let (node, livekit_url, reason) = main.place(&room).await?;
+    metrics::placement(t0.elapsed());
     let (token, expires_at) = main.mint_token(&room, &jr)?;
-    tracing::debug!(room = %room, node = %node, role = ?jr.role, reason = ?reason, "join placed");
-    Ok(Json(JoinResponse {
+    tracing::debug!(room = %room, node = %node, role = ?jr.role, outcome = metrics::placement_outcome(reason), "join placed");
+    let answer = JoinResponse {
         room,
         node,
         livekit_url,
         token,
         expires_at,
-    }))
+    };
+    Ok((answer, reason))
 }
 
 /// `GET /api/livekit/rooms` on main: every room of the cluster, labelled by the node that hosts

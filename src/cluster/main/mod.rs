@@ -32,6 +32,7 @@ use crate::clock::{self, Instant};
 use crate::config::schema::{ApiSection, ClusterSection, GrantsSection};
 use crate::config::{Mode, Secret};
 use crate::livekit::rooms::Rooms;
+use crate::status::events;
 use crate::sync::lock;
 
 /// Lifetime of join tokens.
@@ -216,11 +217,14 @@ impl Main {
     pub fn tick(&self) -> Vec<Transition> {
         let t = self.membership().tick(clock::now());
         for tr in &t {
+            events::record(&tr.name, Some(tr.from), tr.to);
             match tr.to {
                 Some(to) => {
-                    tracing::warn!(node = %tr.name, from = ?tr.from, to = ?to, "node state changed")
+                    tracing::warn!(node = %tr.name, from = tr.from.as_str(), to = to.as_str(), "node state changed")
                 }
-                None => tracing::info!(node = %tr.name, from = ?tr.from, "node forgotten"),
+                None => {
+                    tracing::info!(node = %tr.name, from = tr.from.as_str(), to = "forgotten", "node forgotten")
+                }
             }
         }
         let keep = self.settings.heartbeat * 3;
@@ -257,6 +261,7 @@ impl Main {
     ) -> Refusal {
         let message = message.into();
         *lock(&self.refused).entry(code.as_str()).or_insert(0) += 1;
+        crate::metrics::refused(code);
         self.refusal_log.note(code.as_str(), || {
             let node = crate::logging::truncate(node.unwrap_or("-"), 64);
             format!("{path} node={node}: {message}")
@@ -367,7 +372,7 @@ pub fn spawn_ticker(
                 _ = tick.tick() => {}
             }
             n += 1;
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 main.register_self(info.clone(), stats().await);
             }
             main.tick();

@@ -5,9 +5,11 @@
 //!
 //! The loop ([`run`]) publishes a one-line status (systemd `STATUS=`), e.g. `sub: registered with
 //! main main at http://10.0.0.1:8000`, [`MAIN_NOT_FOUND`] or `sub: rejected by main:
-//! bad_signature (…)`. [`client`] signs and sends the calls.
+//! bad_signature (…)`, and keeps the [`link`] to main that `GET /api/node`, `status` and
+//! `/metrics` show. [`client`] signs and sends the calls.
 
 pub mod client;
+pub mod link;
 mod run;
 
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use super::node::{ClusterContext, ClusterError, StatsSource};
 use super::protocol::{self, LeaveRequest, NodeInfo};
 use crate::sync::lock;
 use client::Client;
+use link::{LinkView, SubLink};
 
 pub use client::CallError;
 
@@ -53,6 +56,8 @@ pub struct SubSettings {
 struct Shared {
     main_url: Option<String>,
     registered: bool,
+    /// The link to main as operators see it (updated after every exchange).
+    link: SubLink,
 }
 
 /// The running sub loop.
@@ -127,6 +132,7 @@ impl SubHandle {
         let shared = Arc::new(Mutex::new(Shared {
             main_url: settings.main_url.clone(),
             registered: false,
+            link: SubLink::default(),
         }));
         let client = Client { settings, http };
         let sub = run::SubLoop::new(client.clone(), stats, browse, status, shared.clone());
@@ -142,6 +148,11 @@ impl SubHandle {
     /// Is the sub registered with a main right now?
     pub fn registered(&self) -> bool {
         lock(&self.shared).registered
+    }
+
+    /// The link to main as operators see it (`GET /api/node`, `status`, `/metrics`).
+    pub fn link(&self) -> LinkView {
+        lock(&self.shared).link.view()
     }
 
     /// Stop heartbeating and send `/leave` (bounded by `budget`). Returns true when main

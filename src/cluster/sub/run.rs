@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{CallError, Client};
+use super::link;
 use super::{main_lost_status, Shared, MAIN_NOT_FOUND};
 use crate::clock::{self, Instant};
 use crate::cluster::discovery::DiscoveryEvent;
@@ -16,6 +17,7 @@ use crate::cluster::node::{publish, StatsSource};
 use crate::cluster::protocol::{
     ErrorCode, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
 };
+use crate::metrics;
 use crate::sync::lock;
 
 type Browse = Option<mpsc::UnboundedReceiver<DiscoveryEvent>>;
@@ -120,6 +122,7 @@ impl SubLoop {
             tracing::warn!(cluster = %st.cluster_id, waited_secs = st.discovery_timeout.as_secs(), "{MAIN_NOT_FOUND}: {why}; LiveKit keeps serving");
         }
         self.set_status(MAIN_NOT_FOUND.into());
+        lock(&self.shared).link.searching(MAIN_NOT_FOUND);
     }
 
     /// No main known: wait for discovery, saying "Main Node not found" once the discovery
@@ -184,6 +187,7 @@ impl SubLoop {
                 }
                 DiscoveryEvent::Lost(node) if self.current_main.as_deref() == Some(&node) => {
                     tracing::warn!(main = %node, "main stopped advertising; looking for it again, LiveKit keeps serving");
+                    s.link.searching(&main_lost_status(&node));
                     s.main_url = None;
                     s.registered = false;
                     self.current_main = None;
@@ -226,6 +230,8 @@ impl SubLoop {
                 .await
                 .map(|r| (r.heartbeat_secs, Some(r.main_name)))
         };
+        lock(&self.shared).link.observe(url, &result);
+        metrics::exchange_sent(registered, link::result_label(&result));
         match result {
             Ok((hb, main)) => self.accepted(url, hb, main),
             Err(CallError::Refused {
