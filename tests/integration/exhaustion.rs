@@ -3,7 +3,7 @@
 //! addresses must not stop `/healthz` and the join endpoint answering a normal client, must not
 //! restart or kill LiveKit, and must leave the restart budget untouched.
 //!
-//! The daemon runs as a process with systemd's default file handle limit (soft 1024), or with
+//! The daemon runs as a process, with the real livekit-server, with systemd's default file handle limit (soft 1024), or with
 //! a hard limit of 1024 too (it cannot raise it: the connection cap then follows the limit and
 //! a waiting connection makes room for each newcomer). Figures: connections held,
 //! `/healthz` p99 during the attack, LiveKit restarts during it.
@@ -21,16 +21,21 @@ use tokio::task::JoinHandle;
 use crate::support::daemon::{alive, Daemon};
 use crate::support::figure;
 use crate::support::node::{NodeDir, NodeSpec, APP_TOKEN};
+use crate::support::real_livekit::real_livekit;
 
 /// Loopback source addresses the attack comes from: 127.0.0.2 ..= 127.0.0.251.
 const SOURCES: usize = 250;
 /// How long the attack lasts (longer than the 10 s header timeout: attackers come back).
 const ATTACK_FOR: Duration = Duration::from_secs(15);
 
-/// The test process needs a file handle per attacker and some: raise its soft limit.
+/// The test process needs a file handle per attacker and some: raise its soft limit (and, as
+/// root, its hard limit when that is lower).
 fn raise_own_limit(need: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < need && setrlimit(Resource::RLIMIT_NOFILE, need, need).is_ok() {
+        return;
+    }
     assert!(
         hard >= need,
         "this test opens {need} sockets but the hard open-file limit is {hard}: raise it \
@@ -242,7 +247,7 @@ async fn get_node(d: &Daemon) -> (u16, serde_json::Value) {
 async fn plain_http_slow_and_idle_connections_do_not_take_the_node_down() {
     const ATTACKERS: usize = 3000;
     raise_own_limit(ATTACKERS as u64 + 1024);
-    let node = NodeSpec::standalone("main").write();
+    let node = NodeSpec::standalone("main").livekit(real_livekit()).write();
     let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap()
         .1
@@ -271,7 +276,7 @@ async fn plain_http_slow_and_idle_connections_do_not_take_the_node_down() {
 async fn tls_slow_and_idle_connections_do_not_take_the_node_down_at_a_low_hard_limit() {
     const ATTACKERS: usize = 2000;
     raise_own_limit(ATTACKERS as u64 + 1024);
-    let node = NodeSpec::standalone("main").write();
+    let node = NodeSpec::standalone("main").livekit(real_livekit()).write();
     let (cert, _) = node.use_self_signed_tls();
     let mut d = Daemon::spawn_with_nofile(&node, &[], 1024, 1024);
     assert!(
