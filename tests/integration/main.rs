@@ -13,6 +13,7 @@ mod support;
 
 mod cli;
 mod exhaustion;
+mod hostile;
 mod inprocess;
 mod lifecycle;
 mod supervision;
