@@ -44,6 +44,7 @@ fn metrics_sources(
     livekit: &watch::Receiver<LivekitStatus>,
     stats: &watch::Receiver<Sample>,
     role: &Role,
+    api: std::sync::Arc<api::conns::Connections>,
 ) -> metrics::Sources {
     let (main, sub) = match role {
         Role::Main(m) | Role::Standalone(m) => (Some(m.clone()), None),
@@ -61,6 +62,7 @@ fn metrics_sources(
         main,
         sub,
         redis: node.redis.is_some(),
+        api: Some(api),
     }
 }
 
@@ -271,7 +273,7 @@ impl Daemon {
             None => api::serve::bind(&self.node)?,
         };
         let cancel = self.root.child_token();
-        let sources = metrics_sources(&self.node, livekit, stats, role);
+        let sources = metrics_sources(&self.node, livekit, stats, role, connections.clone());
         let app = api::router(state, role);
         let app = metrics.attach(app, sources, &self.tracker, cancel.clone());
         api::serve::serve(

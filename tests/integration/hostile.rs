@@ -190,8 +190,8 @@ fn refusal_lines(log: &str) -> usize {
     log.lines().filter(|l| l.contains("refused")).count()
 }
 
-/// `airclass_cluster_refusals_total{code="CODE"}` from `/metrics`.
-async fn refusals_metric(base: &str, code: &str) -> f64 {
+/// The value of the sample `SERIES` (name and labels) from `/metrics`.
+async fn metric(base: &str, series: &str) -> f64 {
     let text = client()
         .get(format!("{base}/metrics"))
         .send()
@@ -200,7 +200,7 @@ async fn refusals_metric(base: &str, code: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    let prefix = format!("airclass_cluster_refusals_total{{code=\"{code}\"}} ");
+    let prefix = format!("{series} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -244,9 +244,22 @@ async fn a_flood_of_refused_requests_adds_a_bounded_number_of_short_log_lines() 
         assert_eq!(s, 200, "{v}");
     }
     assert_eq!(
-        refusals_metric(&base, "unauthorized").await,
+        metric(
+            &base,
+            "airclass_cluster_refusals_total{code=\"unauthorized\"}"
+        )
+        .await,
         f64::from(unauthorized),
         "every refusal counted"
+    );
+    assert_eq!(
+        metric(
+            &base,
+            "airclass_api_connections_closed_total{reason=\"bad_http\"}"
+        )
+        .await,
+        (FLOOD / 4) as f64,
+        "every 431 counted"
     );
     // the summary of the rest of the window comes with the next window's first line
     tokio::time::sleep(Duration::from_secs(11)).await;
