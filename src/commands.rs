@@ -310,6 +310,18 @@ For example:
   journalctl \-u airclass\-node@main CODE=bad_signature
   journalctl \-u airclass\-node@node\-1 LIVEKIT=1
 .fi
+.SH LIMITS
+The control API holds at most api.max_connections (4096) connections, never more than the soft
+RLIMIT_NOFILE leaves after 256 handles; at the cap a connection still waiting for its client
+(the oldest of the address with most of them) is closed for a newcomer, and when every
+connection is busy the newcomer gets 503 busy. A TLS handshake, a request head or an idle
+keep\-alive connection gets api.header_timeout_secs (10), a body and its answer
+api.request_timeout_secs (30). At start the soft RLIMIT_NOFILE is raised to the hard limit (the
+unit sets LimitNOFILE=65536). Running out of file handles is logged as a fault of the daemon,
+never counted against LiveKit. Refused requests are counted in /metrics and logged as one
+summary line per reason per 10 s; joins are logged at debug. Every error answer is JSON
+{"error": CODE, "message": TEXT}. Colour codes only when stderr is a terminal and NO_COLOR is
+unset.
 .SH ENVIRONMENT
 MODE, NODE_NAME, MAIN_NODE_URL, LIVEKIT_PORT, LIVEKIT_RTC_PORT_START, LIVEKIT_RTC_PORT_END,
 REDIS_URL, LIVEKIT_BINARY, LIVEKIT_URL override the matching keys. AIRCLASS_CONFIG and
