@@ -213,6 +213,30 @@ async fn hold_under_attack(
         max_held >= attackers.min(700),
         "the attack never held many connections ({max_held}): it proves nothing"
     );
+    // out of file handles is the daemon's own fault, said so, and rate-limited (the first at
+    // once, then one line per 10 s window per place: accept, probe, spawn)
+    let log = d.log_text();
+    let fault_lines = log
+        .lines()
+        .filter(|l| l.contains("out of file handles"))
+        .count();
+    let fd_exhausted = api_node["api"]["fd_exhausted"].as_u64().unwrap_or(0);
+    if fd_exhausted > 0 {
+        assert!(
+            fault_lines > 0,
+            "{fd_exhausted} EMFILE in accept, not logged:\n{log}"
+        );
+    }
+    assert!(
+        fault_lines <= 3 * (ATTACK_FOR.as_secs() as usize / 10 + 2),
+        "{fault_lines} lines about file handles: not rate-limited"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("out of file handles"))
+            .all(|l| l.contains("local fault of this daemon")),
+        "EMFILE not reported as the daemon's own fault:\n{log}"
+    );
     let p99 = percentile(&mut n.healthz, 0.99);
     let join_p99 = percentile(&mut n.joins, 0.99);
     figure(&format!("{label}_attackers"), attackers);
@@ -233,6 +257,10 @@ async fn hold_under_attack(
         join_p99.as_secs_f64() * 1e3,
     );
     figure(&format!("{label}_livekit_restarts"), lk["restarts"].clone());
+    figure(
+        &format!("{label}_log_lines_about_file_handles"),
+        fault_lines,
+    );
     figure(&format!("{label}_api_counters"), api_node["api"].clone());
     d.sigterm_and_exit_0(Duration::from_secs(20));
 }
