@@ -2,8 +2,8 @@
 //! latency on a three-node cluster, heartbeat ingestion from 1000 simulated subs at 1 Hz (main's
 //! CPU and RSS), and the time main takes to notice a SIGKILLed sub.
 //!
-//! Run: `cargo bench --bench cluster`. Real daemon processes (`airclass-node`) with the LiveKit
-//! stand-in (a test double) as their child, a `redis-server` on a reserved loopback port (the
+//! Run: `cargo bench --bench cluster`. Real daemon processes (`airclass-node`) with the real
+//! livekit-server (`scripts/livekit.sh`) as their child, a `redis-server` on a reserved loopback port (the
 //! nodes, secrets and processes come from `tests/support/`, as in the tests);
 //! the load comes from this process (a second process relative to the daemons). Every config
 //! sets `cluster.mdns = false`: nothing leaves 127.0.0.1. Every spawned process is killed by a
@@ -253,7 +253,7 @@ async fn sample_join(c: &reqwest::Client, main: &str) {
 }
 
 async fn bench_joins() -> Vec<JoinRun> {
-    println!("\n-- 1. join endpoint: main + 2 subs (real daemons, stand-in LiveKit), Redis");
+    println!("\n-- 1. join endpoint: main + 2 subs (real daemons, real LiveKit), Redis");
     let redis = Redis::start();
     let main_dir = bench_node(NodeSpec::main("main"), &redis).write();
     let mut main = spawn(&main_dir);

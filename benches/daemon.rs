@@ -1,7 +1,7 @@
 //! Benchmarks that print figures (no assertions): daemon idle RSS with one supervised child,
 //! spawn→READY overhead over the child's own time to ready, and placement latency.
 //!
-//! Run: `cargo bench --bench daemon`. Uses the LiveKit stand-in (a test double) as the child.
+//! Run: `cargo bench --bench daemon`. The child is the real livekit-server (`scripts/livekit.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![warn(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -19,7 +19,7 @@ mod support;
 use support::daemon::{rss_kib, Daemon};
 use support::node::{NodeDir, NodeSpec, API_KEY, API_SECRET};
 use support::ports::PortBlock;
-use support::STANDIN;
+use support::real_livekit::real_livekit;
 
 fn http_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
@@ -56,19 +56,23 @@ fn stop(mut d: Daemon) {
     let _ = d.wait_exit(Duration::from_secs(15));
 }
 
-/// The stand-in alone: spawn → GET / answers 200.
+/// The real livekit-server alone, with the config the bench node renders (ports, keys,
+/// `node_ip`): spawn → GET / answers 200.
 fn child_alone_ms() -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let ports = PortBlock::reserve();
     let lk = ports.port(0);
+    // node_ip set and no STUN server that answers: nothing leaves the machine
     let yaml = format!(
-        "port: {lk}\nrtc:\n  tcp_port: {}\n  udp_port: {}\nkeys:\n  {API_KEY}: {API_SECRET}\nlogging:\n  level: info\n",
+        "port: {lk}\nrtc:\n  tcp_port: {}\n  udp_port: {}-{}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  stun_servers: [\"127.0.0.1:9\"]\nkeys:\n  {API_KEY}: {API_SECRET}\nlogging:\n  level: info\n",
         ports.port(1),
         ports.port(3),
+        ports.port(23),
     );
     std::fs::write(dir.path().join("lk.yaml"), yaml).unwrap();
+    let bin = real_livekit();
     let t0 = clock::now();
-    let mut c = Command::new(STANDIN)
+    let mut c = Command::new(bin)
         .arg("--config")
         .arg(dir.path().join("lk.yaml"))
         .stdout(Stdio::null())
@@ -122,7 +126,7 @@ fn idle_rss() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     println!(
-        "daemon idle RSS with one supervised child: {} KiB (child, the stand-in: {} KiB)",
+        "daemon idle RSS with one supervised child: {} KiB (child, the real livekit-server: {} KiB)",
         rss_kib(d.child.id()),
         rss_kib(lk_pid)
     );
@@ -154,7 +158,7 @@ fn main() {
     let child: Vec<f64> = (0..runs).map(|_| child_alone_ms()).collect();
     let daemon: Vec<f64> = (0..runs).map(|_| daemon_to_ready_ms()).collect();
     let (c, d) = (median(child), median(daemon));
-    println!("stand-in alone, spawn -> GET / 200: median {c:.1} ms over {runs} runs");
+    println!("livekit-server alone, spawn -> GET / 200: median {c:.1} ms over {runs} runs");
     println!("daemon, spawn -> READY=1:           median {d:.1} ms over {runs} runs");
     println!(
         "daemon overhead (READY minus the child's own time to ready): {:.1} ms",

@@ -5,10 +5,11 @@
 #   (scripts/fn-lengths.py --check: none over 80 lines without a `// long:` reason), then
 #   cargo nextest on the pure and in-process tiers (profile `quick` in .config/nextest.toml):
 #   unit and property tests (paused-time tests included), the cluster roles in-process, the
-#   daemon in-process (`daemon::run`) with the LiveKit stand-in, links cut between nodes.
+#   daemon in-process (`daemon::run`) with the real livekit-server, links cut between nodes.
 #
-# Needs cargo-nextest and redis-server installed (`scripts/test.sh` installs both; or
-# `cargo install cargo-nextest --locked` and `apt-get install -y redis-server` once).
+# Needs cargo-nextest, redis-server and the real livekit-server (`scripts/test.sh` installs all
+# three; or `cargo install cargo-nextest --locked`, `apt-get install -y redis-server` and
+# `scripts/livekit.sh` once: it builds the pinned server with Go and caches it).
 # Extra arguments go to nextest, e.g. `scripts/check.sh -E 'test(/partition/)'`.
 # The full run (root, every tier, packaging, containers) is scripts/test.sh.
 set -euo pipefail
@@ -18,6 +19,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   exit 1
 fi
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+step "real livekit-server (scripts/livekit.sh: cached after the first build)"
+scripts/livekit.sh >/dev/null
 step fmt
 cargo fmt --check
 step clippy

@@ -58,8 +58,26 @@ stage() {  # stage NAME CMD...
   fi
 }
 
+# The whole run writes about 10 GiB (debug and release builds, the lab's and the image's disks).
+# A full disk fails every later stage with a confusing "No space left on device": refuse early.
+disk_check() {
+  local need_gib=${AIRCLASS_MIN_FREE_GIB:-10} d avail
+  for d in "$ROOT/target" "${AIRCLASS_CACHE:-/var/tmp/airclass-cache}" /var/tmp; do
+    mkdir -p "$d" 2>/dev/null || true
+    avail=$(df --output=avail -BG "$d" 2>/dev/null | tail -1 | tr -dc 0-9)
+    if [[ -n $avail && $avail -lt $need_gib ]]; then
+      echo "not enough free disk at $d: ${avail} GiB free, the test command needs ${need_gib} GiB"
+      echo "  fix: free space there (old target/ dirs: cargo clean; old images: rm -r ${AIRCLASS_CACHE:-/var/tmp/airclass-cache}/image),"
+      echo "  or set AIRCLASS_MIN_FREE_GIB if you know the run needs less"
+      return 1
+    fi
+  done
+  echo "free disk: $(df --output=avail -BG "$ROOT/target" | tail -1 | tr -d ' ') at target/"
+}
+
 install_deps() {
   [[ $EUID == 0 ]] || { echo "run as root (apt-get, nftables, containers)"; return 1; }
+  disk_check || return 1
   local pkgs=(redis-server nftables systemd-container debootstrap lintian nix-bin avahi-utils
               iproute2 curl python3 python3-venv dpkg-dev gzip util-linux procps
               chromium chromium-driver)

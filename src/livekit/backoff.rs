@@ -75,6 +75,11 @@ impl RestartBudget {
     pub fn used(&self) -> usize {
         self.recent.len()
     }
+
+    /// Give back the last restart spent.
+    pub fn refund(&mut self) {
+        self.recent.pop_back();
+    }
 }
 
 /// The supervisor's restart bookkeeping: the attempt counter of the backoff schedule (reset
@@ -115,6 +120,13 @@ impl Restarts {
         let d = self.policy.delay(self.attempt, jitter());
         self.attempt = self.attempt.saturating_add(1);
         Some(d)
+    }
+
+    /// Give back the restart last spent, as if it never happened (budget and schedule): it
+    /// failed only because Redis was down, which LiveKit cannot start without.
+    pub fn refund(&mut self) {
+        self.budget.refund();
+        self.attempt = self.attempt.saturating_sub(1);
     }
 
     /// A restarted child became ready at `now`.
@@ -222,6 +234,43 @@ mod tests {
             r.next_delay(Instant::now(), || 0.0),
             Some(Duration::from_millis(250))
         );
+    }
+
+    /// Paused time: a LiveKit that crashed during a 10-minute Redis outage, with a budget of 2.
+    /// Each start fails while Redis is down and is refunded, so however many there are the
+    /// budget is intact when Redis returns and the schedule starts from its shortest delay;
+    /// without the refunds the third attempt would be refused (the unit would go down).
+    #[tokio::test(start_paused = true)]
+    async fn starts_failed_while_redis_is_down_are_refunded() {
+        let window = Duration::from_secs(600);
+        let mut r = Restarts::new(BackoffPolicy::default(), 2, window, Instant::now());
+        r.child_failed(Instant::now());
+        for _ in 0..600 {
+            let d = r.next_delay(Instant::now(), || 1.0);
+            assert_eq!(
+                d,
+                Some(Duration::from_millis(500)),
+                "budget or schedule touched"
+            );
+            r.refund();
+            advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(r.used(), 0);
+        // Redis is back: the real failures count again, and run out at the budget
+        assert_eq!(
+            r.next_delay(Instant::now(), || 1.0),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            r.next_delay(Instant::now(), || 1.0),
+            Some(Duration::from_millis(1000))
+        );
+        assert_eq!(r.next_delay(Instant::now(), || 1.0), None);
+        // the refund-free control: three attempts inside the window exhaust a budget of 2
+        let mut c = Restarts::new(BackoffPolicy::default(), 2, window, Instant::now());
+        assert!(c.next_delay(Instant::now(), || 1.0).is_some());
+        assert!(c.next_delay(Instant::now(), || 1.0).is_some());
+        assert!(c.next_delay(Instant::now(), || 1.0).is_none());
     }
 
     #[tokio::test(start_paused = true)]

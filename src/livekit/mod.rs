@@ -1,7 +1,8 @@
 //! Everything about the `livekit-server` child: its config, its process, its health, its rooms.
 //!
 //! - [`render`]: pure rendering of `livekit.yaml` and the key file, atomic writes.
-//! - [`supervisor`]: spawn, ready, health, restart with backoff, graceful stop.
+//! - [`supervisor`]: spawn, ready, health, restart with backoff (waiting for Redis while it is
+//!   down), graceful stop.
 //! - [`backoff`]: the pure restart schedule and restart budget.
 //! - [`health`]: the `GET /` probe and its classification.
 //! - [`output`]: forwarding the child's output into our log without blocking it.

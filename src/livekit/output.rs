@@ -6,7 +6,8 @@
 //! slower than the child, lines are dropped and counted instead of stalling the child. The last
 //! lines are kept for error reports (LiveKit prints fatal startup errors on stdout and exits 0).
 //! The ready line also carries LiveKit's node id (`nodeID`, new on every start), which the
-//! cluster needs to match LiveKit's own Redis records (`room_node_map`) to our node names.
+//! cluster needs to match LiveKit's own Redis records (`room_node_map`) to our node names, and
+//! the moment it was seen: the real server loses a first SIGTERM that comes within ~100 ms of it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
+
+use crate::clock::{self, Instant};
 
 /// Lines kept for error reports.
 const TAIL_LINES: usize = 40;
@@ -29,6 +32,7 @@ pub struct OutputTail {
     lines: Arc<Mutex<VecDeque<String>>>,
     ready_line_seen: Arc<AtomicBool>,
     node_id: Arc<Mutex<Option<String>>>,
+    ready_line_at: Arc<Mutex<Option<Instant>>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -41,6 +45,9 @@ impl OutputTail {
         if line.contains(READY_LINE) {
             if let (Some(id), Ok(mut slot)) = (ready_line_node_id(line), self.node_id.lock()) {
                 *slot = Some(id);
+            }
+            if let Ok(mut at) = self.ready_line_at.lock() {
+                at.get_or_insert_with(clock::now);
             }
             self.ready_line_seen.store(true, Ordering::SeqCst);
         }
@@ -69,6 +76,11 @@ impl OutputTail {
 
     pub fn ready_line_seen(&self) -> bool {
         self.ready_line_seen.load(Ordering::SeqCst)
+    }
+
+    /// When the ready line was read (`None` before it, or at log levels that hide it).
+    pub fn ready_line_at(&self) -> Option<Instant> {
+        self.ready_line_at.lock().ok().and_then(|at| *at)
     }
 
     /// LiveKit's node id from its ready line (`None` before it, or at log levels that hide it).
@@ -195,8 +207,12 @@ mod tests {
         assert_eq!(t.lines().len(), TAIL_LINES);
         assert_eq!(t.lines()[0], "line 10");
         assert!(!t.ready_line_seen());
+        assert_eq!(t.ready_line_at(), None);
+        let before = clock::now();
         t.push("2026-01-01T00:00:00Z\tINFO\tlivekit\tservice/server.go:292\tstarting LiveKit server\t{}");
         assert!(t.ready_line_seen());
+        let at = t.ready_line_at().unwrap();
+        assert!(at >= before && at <= clock::now());
         assert_eq!(
             t.summary(2),
             format!("line 49 | {}", t.lines()[TAIL_LINES - 1])

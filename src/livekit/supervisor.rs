@@ -4,7 +4,10 @@
 //! LiveKit exits 0 on config errors and port conflicts, so *any* exit before ready is a failed
 //! start; the first one aborts the daemon with the child's last output. After ready, crashes
 //! and repeated failed probes are restarted with capped exponential backoff and jitter, within
-//! a restart budget. Stop is SIGTERM → drain budget → second SIGTERM → short grace → SIGKILL:
+//! a restart budget — except while Redis is down: the real server cannot start without it, so
+//! the supervisor waits for Redis, degraded, and starts LiveKit as soon as it answers
+//! (`redis_wait.rs`). Stop is SIGTERM (never within [`FIRST_SIGTERM_AFTER_READY`] of the ready
+//! line, which LiveKit would lose) → drain budget → second SIGTERM → short grace → SIGKILL:
 //! LiveKit's own drain has no deadline, ours does. State is published on a `watch` channel
 //! read by the API, the watchdog and `STATUS=`; the loop also shows it is alive there
 //! (`checked_at`) at least every [`BEAT`], including while it legitimately waits (the readiness
@@ -30,6 +33,9 @@ use crate::clock::{self, Instant};
 use crate::metrics::{self, DrainOutcome, RestartReason};
 use crate::redis_conn::RedisConn;
 use crate::systemd::Notifier;
+use redis_wait::RedisWait;
+
+pub(crate) mod redis_wait;
 
 /// Environment variables the child must not inherit (LiveKit treats even an empty one as set).
 const SCRUB_EXACT: &[&str] = &[
@@ -84,7 +90,8 @@ impl LivekitState {
 pub struct LivekitStatus {
     pub state: LivekitState,
     pub pid: Option<u32>,
-    /// Restarts since the daemon started.
+    /// Restarts since the daemon started, as charged to the restart budget (a start that
+    /// failed because Redis was down is given back).
     pub restarts: u32,
     /// Consecutive failed probes.
     pub failed_probes: u32,
@@ -306,7 +313,9 @@ impl Supervisor {
         );
         loop {
             let Some(reason) = self.watch_child(&mut child, &cancel).await else {
-                self.stop_child(&mut child, self.cfg.drain_timeout).await;
+                let ready_at = tail.ready_line_at();
+                self.stop_child(&mut child, self.cfg.drain_timeout, ready_at)
+                    .await;
                 self.stopped();
                 return Ok(());
             };
@@ -323,7 +332,8 @@ impl Supervisor {
     }
 
     /// Backoff, spawn, wait for ready; repeat while starts fail. `None` when cancelled; the
-    /// error once the restart budget is exhausted.
+    /// error once the restart budget is exhausted. While Redis is down no start is tried (the
+    /// real server cannot start without it): it waits for Redis, then starts at once.
     async fn restart(
         &mut self,
         restarts: &mut Restarts,
@@ -333,6 +343,10 @@ impl Supervisor {
         let mut spend = true;
         loop {
             let delay = if spend {
+                let redis = self.wait_for_redis(cancel).await;
+                if redis == RedisWait::Cancelled {
+                    return Ok(None);
+                }
                 let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
                     return Err(self.fail(SupervisorError::BudgetExhausted {
                         restarts: restarts.used(),
@@ -340,14 +354,11 @@ impl Supervisor {
                         last,
                     }));
                 };
-                metrics::livekit_restart(self.restart_reason);
-                self.set(|s| {
-                    s.state = LivekitState::Backoff;
-                    s.pid = None;
-                    s.node_id = None;
-                    s.restarts += 1;
-                    s.detail = format!("restart in {delay:?} after: {last}");
-                });
+                let delay = match redis {
+                    RedisWait::Returned => Duration::ZERO,
+                    _ => delay,
+                };
+                self.count_restart(delay, &last);
                 delay
             } else {
                 LOCAL_FAULT_RETRY
@@ -370,13 +381,37 @@ impl Supervisor {
                     spend = false;
                 }
                 StartOutcome::Failed(e) => {
-                    tracing::error!(error = %e, "LiveKit restart failed");
                     self.restart_reason = RestartReason::FailedStart;
                     last = e.to_string();
+                    self.restart_failed(restarts, &e).await;
                     spend = true;
                 }
                 StartOutcome::Cancelled => return Ok(None),
             }
+        }
+    }
+
+    /// A restart is charged: counted, and the state says when it comes.
+    fn count_restart(&self, delay: Duration, last: &str) {
+        metrics::livekit_restart(self.restart_reason);
+        self.set(|s| {
+            s.state = LivekitState::Backoff;
+            s.pid = None;
+            s.node_id = None;
+            s.restarts += 1;
+            s.detail = format!("restart in {delay:?} after: {last}");
+        });
+    }
+
+    /// A restart failed: charged to the budget, unless Redis is down now (then LiveKit could
+    /// not have started: the attempt is given back and the next round waits for Redis).
+    async fn restart_failed(&self, restarts: &mut Restarts, e: &SupervisorError) {
+        if self.redis_down().await {
+            restarts.refund();
+            self.set(|s| s.restarts = s.restarts.saturating_sub(1));
+            tracing::warn!(error = %e, "LiveKit could not start while Redis is down; not counted against the restart budget");
+        } else {
+            tracing::error!(error = %e, "LiveKit restart failed");
         }
     }
 
@@ -471,7 +506,9 @@ impl Supervisor {
                 })
             }
             Readiness::TimedOut => {
-                self.stop_child(&mut child, Duration::from_secs(2)).await;
+                let ready_at = tail.ready_line_at();
+                self.stop_child(&mut child, Duration::from_secs(2), ready_at)
+                    .await;
                 StartOutcome::Failed(SupervisorError::NotReady {
                     timeout: self.cfg.ready_timeout,
                     port: self.cfg.livekit_port,
@@ -479,7 +516,9 @@ impl Supervisor {
                 })
             }
             Readiness::Cancelled => {
-                self.stop_child(&mut child, Duration::from_secs(2)).await;
+                let ready_at = tail.ready_line_at();
+                self.stop_child(&mut child, Duration::from_secs(2), ready_at)
+                    .await;
                 StartOutcome::Cancelled
             }
         }
@@ -615,7 +654,8 @@ impl Supervisor {
                     if n >= self.cfg.health_failures {
                         self.restart_reason = failed_probe_reason(&probe);
                         let grace = self.cfg.drain_timeout.min(Duration::from_secs(3));
-                        self.stop_child(child, grace).await;
+                        // ready for `health_failures` probe periods: its ready line is long past
+                        self.stop_child(child, grace, None).await;
                         return Some(format!("health probe failed {n} times in a row ({why})"));
                     }
                 }
@@ -623,8 +663,10 @@ impl Supervisor {
         }
     }
 
-    /// SIGTERM → wait `drain` → second SIGTERM → 2 s → SIGKILL. Always reaps the child.
-    async fn stop_child(&self, child: &mut Child, drain: Duration) {
+    /// SIGTERM → wait `drain` → second SIGTERM → 2 s → SIGKILL. Always reaps the child. The
+    /// first SIGTERM waits until [`FIRST_SIGTERM_AFTER_READY`] has passed since the ready line
+    /// was read (`ready_at`), or LiveKit would drop it.
+    async fn stop_child(&self, child: &mut Child, drain: Duration, ready_at: Option<Instant>) {
         let Some(pid) = child.id() else {
             let _ = child.wait().await;
             return;
@@ -635,6 +677,10 @@ impl Supervisor {
         });
         let pid = Pid::from_raw(pid as i32);
         let t0 = clock::now();
+        if let Some(status) = hold_first_sigterm(child, ready_at).await {
+            tracing::info!(pid = pid.as_raw(), status = %describe_exit(status), "LiveKit exited before the first SIGTERM");
+            return;
+        }
         let _ = signal::kill(pid, Signal::SIGTERM);
         tracing::info!(
             pid = pid.as_raw(),
@@ -670,6 +716,33 @@ fn failed_probe_reason(probe: &Probe) -> RestartReason {
     } else {
         RestartReason::Health
     }
+}
+
+/// How long after LiveKit's ready line its first SIGTERM may come. The real server (1.13.5)
+/// sets `running` 100 ms after logging the ready line; a first SIGTERM before that only marks
+/// the node `SHUTTING_DOWN` (`Stop` returns early) and is lost, so the stop would wait the
+/// whole drain budget for the second one.
+pub const FIRST_SIGTERM_AFTER_READY: Duration = Duration::from_millis(150);
+
+/// Wait until [`FIRST_SIGTERM_AFTER_READY`] has passed since `ready_at` (at once when it has,
+/// or when the ready line was never read); the exit status if the child ended meanwhile.
+async fn hold_first_sigterm(
+    child: &mut Child,
+    ready_at: Option<Instant>,
+) -> Option<Option<ExitStatus>> {
+    let until = ready_at? + FIRST_SIGTERM_AFTER_READY;
+    let wait = until.saturating_duration_since(clock::now());
+    if wait.is_zero() {
+        return None;
+    }
+    tracing::debug!(
+        wait_ms = wait.as_millis() as u64,
+        "LiveKit logged its ready line just now: holding the first SIGTERM until it can act on it"
+    );
+    tokio::time::timeout(wait, child.wait())
+        .await
+        .ok()
+        .map(|status| status.ok())
 }
 
 fn tail_or_nothing(tail: &OutputTail) -> String {

@@ -1,6 +1,7 @@
 //! A cluster in one process, as chitchat's simulated-cluster tests do it: main and two subs are
-//! `daemon::run` tasks (LiveKit is the stand-in, a child process each; one real redis-server),
-//! and each sub reaches main only through its own [`Link`], which a scenario cuts and heals.
+//! `daemon::run` tasks (LiveKit is the real livekit-server, a child process each; one real
+//! redis-server), and each sub reaches main only through its own [`Link`], which a scenario
+//! cuts and heals.
 //! A scenario is a list of [`Step`]s run in order; every wait is bounded and says what it saw.
 
 use std::collections::BTreeMap;

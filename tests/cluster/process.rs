@@ -1,7 +1,7 @@
-//! Real daemon processes (with the LiveKit stand-in) and a real redis-server: a main and two
-//! subs form a cluster, joins are placed and verified, a killed sub is detected, a stopped sub
-//! leaves at once, a sub without main says so in its STATUS line, a node on another cluster's
-//! Redis exits 78.
+//! Real daemon processes (each with the real livekit-server) and a real redis-server: a main and
+//! two subs form a cluster, joins are placed and verified, a killed sub is detected, a stopped
+//! sub leaves at once, a sub without main says so in its STATUS line, a node's room list holds
+//! only the rooms LiveKit maps to it, a node on another cluster's Redis exits 78.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::roles::{figure, join, wait_until, API_KEY, API_SECRET, APP_TOKEN};
 use crate::support::daemon::Daemon;
 use crate::support::node::NodeSpec;
 use crate::support::redis::Redis;
+use crate::support::signal::{self, join_token};
 
 /// A node of cluster `proc-test` on `redis`: heartbeats every second, main given up on after
 /// 1 s of discovery, a 3 s drain budget.
@@ -72,7 +73,7 @@ async fn three_daemons_form_a_cluster_place_joins_and_detect_failures() {
         )
     });
     figure(
-        "sub process spawn → registered on main (ms, includes LiveKit stand-in start)",
+        "sub process spawn → registered on main (ms, includes the real LiveKit's start)",
         took.as_millis(),
     );
     let ready_at = subs[0]
@@ -239,6 +240,70 @@ async fn sub_without_main_keeps_livekit_and_says_main_node_not_found() {
         d.log_text()
     );
     assert_eq!(d.livekit_state().await, "ready");
+}
+
+/// The names `/api/livekit/rooms` of a node lists.
+async fn listed_rooms(d: &Daemon) -> Vec<String> {
+    let (code, v) = d.get_json("/api/livekit/rooms").await;
+    assert_eq!(code, 200, "{v}");
+    v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// With Redis, LiveKit's ListRooms is cluster-wide; a node's `/api/livekit/rooms` holds only
+/// the rooms LiveKit's `room_node_map` maps to its own LiveKit node id. Two subs (no main) on
+/// one Redis; a real participant creates a room through node-1's LiveKit, which places it on
+/// either node by its own selector: the owner lists it, the other does not, although its
+/// LiveKit does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lists_only_the_rooms_livekit_maps_to_it() {
+    let redis = Redis::start();
+    let dirs: Vec<_> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| member(NodeSpec::sub(n), &redis).write())
+        .collect();
+    let mut nodes = Vec::new();
+    for d in &dirs {
+        nodes.push(Daemon::spawn_ready(d, &[]).await);
+    }
+    let host = format!("http://127.0.0.1:{}", dirs[0].livekit_port);
+    let token = join_token(API_KEY, API_SECRET, "geometry", "teacher");
+    let _teacher = signal::join(&host, &token).await.unwrap();
+    let owner: String = redis_conn(&redis)
+        .query(
+            redis::cmd("HGET").arg("room_node_map").arg("geometry"),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    let mut owners = 0;
+    for (d, dir) in nodes.iter().zip(&dirs) {
+        let (_, n) = d.get_json("/api/node").await;
+        let mine = n["livekit"]["node_id"].as_str() == Some(owner.as_str());
+        let listed = listed_rooms(d).await;
+        assert_eq!(
+            listed.contains(&"geometry".to_owned()),
+            mine,
+            "{}: LiveKit node {} (room on {owner}) lists {listed:?}",
+            dir.instance,
+            n["livekit"]["node_id"]
+        );
+        owners += usize::from(mine);
+        // its LiveKit lists the room either way (cluster-wide ListRooms)
+        let lk = format!("http://127.0.0.1:{}", dir.livekit_port);
+        let client =
+            livekit_api::services::room::RoomClient::with_api_key(&lk, API_KEY, API_SECRET);
+        let all = client.list_rooms(Vec::new()).await.unwrap();
+        assert!(all.iter().any(|r| r.name == "geometry"), "{all:?}");
+    }
+    assert_eq!(
+        owners, 1,
+        "room_node_map names {owner}, which is neither node"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The daemon in this process (`daemon::run` with a token for SIGTERM and a recording notifier
-//! for systemd); LiveKit is the stand-in, a child process.
+//! for systemd); LiveKit is the real livekit-server, a child process.
 
 use std::time::Duration;
 

@@ -1,40 +1,87 @@
-//! Start, READY, watchdog, STATUS, STOPPING, env scrubbing, capabilities, rooms.
+//! Start, READY, watchdog, STATUS, STOPPING, env scrubbing, capabilities, rooms — with the real
+//! livekit-server (`NodeSpec`'s default).
 
 use std::time::Duration;
 
+use airclass_node::clock::Instant;
 use nix::sys::signal::Signal;
 
 use crate::support::daemon::{alive, status_field, Daemon};
 use crate::support::node::{NodeSpec, API_KEY, API_SECRET};
+use crate::support::signal::{self, join_token};
 use crate::support::{figure, http};
+
+/// Probe LiveKit's `/` every 2 ms from now on, each on a fresh connection; the send time of
+/// every probe that got no 200 (LiveKit not listening or not serving yet).
+fn watch_livekit_health(port: u16) -> tokio::task::JoinHandle<Vec<Instant>> {
+    tokio::spawn(async move {
+        let client = airclass_node::tls::ClientOptions {
+            no_pool: true,
+            http_only: true,
+            timeout: Some(Duration::from_secs(1)),
+        }
+        .build()
+        .unwrap();
+        let mut not_ok = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let sent = Instant::now();
+            match client.get(format!("http://127.0.0.1:{port}/")).send().await {
+                Ok(r) if r.status().as_u16() == 200 => return not_ok,
+                _ => not_ok.push(sent),
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        not_ok
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_only_after_livekit_answers_200() {
     let node = NodeSpec::standalone("main").write();
-    let mut d = Daemon::spawn(&node, &[("STANDIN_START_DELAY_MS", "1500")]);
+    let observer = watch_livekit_health(node.livekit_port);
+    let mut d = Daemon::spawn(&node, &[]);
     let ready = d.wait_note("READY=1", Duration::from_secs(20)).await;
     let ready = ready.unwrap_or_else(|| panic!("no READY=1; log:\n{}", d.log_text()));
-    let since_spawn = ready - d.spawned;
-    // LiveKit must answer 200 at the moment READY arrives
+    // LiveKit answers 200 at the moment READY arrives …
     let r = reqwest::get(format!("http://127.0.0.1:{}/", d.livekit_port))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "OK");
+    // … and did not before: every probe that found it not serving was sent before READY
+    let not_ok = observer.await.unwrap();
     assert!(
-        since_spawn >= Duration::from_millis(1500),
-        "READY after {since_spawn:?}, before the stand-in could be ready"
+        !not_ok.is_empty(),
+        "the observer never saw LiveKit before it served: the test proves nothing"
     );
+    let last = *not_ok.last().unwrap();
+    assert!(
+        last < ready,
+        "READY=1 came {:?} before LiveKit answered 200",
+        last - ready
+    );
+    let log = d.log_text();
+    let (lk_ready, node_ready) = (
+        log.find("LiveKit is ready (GET / answered 200)"),
+        log.find("node ready"),
+    );
+    assert!(
+        lk_ready.is_some() && lk_ready < node_ready,
+        "the daemon did not wait for GET /:\n{log}"
+    );
+    assert!(log.contains("starting LiveKit server"), "{log}");
     assert!(
         d.notes
             .iter()
             .any(|n| n.text.contains("EXTEND_TIMEOUT_USEC=")),
-        "no EXTEND_TIMEOUT_USEC while LiveKit was slow: {:?}",
+        "no EXTEND_TIMEOUT_USEC during startup: {:?}",
         d.notes
     );
+    figure("real_spawn_to_ready_ms", (ready - d.spawned).as_millis());
     figure(
-        "spawn_to_ready_ms_with_1500ms_child",
-        since_spawn.as_millis(),
+        "real_ready_after_last_refused_probe_ms",
+        (ready - last).as_millis(),
     );
 }
 
@@ -99,17 +146,57 @@ async fn sigterm_sends_stopping_drains_livekit_and_exits_0() {
     );
 }
 
+/// The real server loses a first SIGTERM within ~100 ms of its ready line (it sets `running`
+/// only then), and the daemon's READY can fall inside that window: a stop right after READY
+/// must still be LiveKit's graceful stop, not a wait for the drain budget's second SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn child_exiting_0_at_start_fails_the_daemon_with_its_output() {
-    let node = NodeSpec::standalone("main").write();
-    let mut d = Daemon::spawn(&node, &[("STANDIN_EXIT0_AT_START", "1")]);
+async fn sigterm_right_after_ready_is_not_lost() {
+    let node = NodeSpec::standalone("main").drain_timeout_secs(10).write();
+    let mut d = Daemon::spawn(&node, &[]);
+    let ready = d.wait_note("READY=1", Duration::from_secs(20)).await;
+    let ready = ready.unwrap_or_else(|| panic!("no READY=1; log:\n{}", d.log_text()));
+    let t0 = Instant::now();
+    d.signal(Signal::SIGTERM);
     let code = d.wait_exit(Duration::from_secs(20));
-    assert_eq!(code, Some(1), "{}", d.log_text());
+    let took = t0.elapsed();
     let log = d.log_text();
-    assert!(log.contains("LiveKit server failed to start"), "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert!(
-        log.contains("exited (exit code 0) before it was ready"),
+        log.contains(r#"exit requested, shutting down	{"signal": "terminated", "force": false}"#),
         "{log}"
+    );
+    assert!(
+        !log.contains("second SIGTERM") && !log.contains(r#""force": true"#),
+        "the first SIGTERM was lost; the drain budget's second one stopped LiveKit:\n{log}"
+    );
+    assert!(took < Duration::from_secs(10), "stop took {took:?}\n{log}");
+    figure("real_ready_note_to_sigterm_ms", (t0 - ready).as_millis());
+    figure("real_stop_right_after_ready_ms", took.as_millis());
+}
+
+/// The exit-0 trap, with the real server: LiveKit's port is taken, it prints
+/// `listen tcp :PORT: bind: address already in use` on stdout and exits 0 before its ready
+/// line; the daemon fails its start with that line in the error and exits 1 (README "Exit
+/// codes": LiveKit failed to start), never READY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_port_conflict_fails_the_daemon_with_livekits_own_line() {
+    let node = NodeSpec::standalone("main").write();
+    let _squatter = std::net::TcpListener::bind(("0.0.0.0", node.livekit_port)).unwrap();
+    let mut d = Daemon::spawn(&node, &[]);
+    let code = d.wait_exit(Duration::from_secs(20));
+    let log = d.log_text();
+    assert_eq!(code, Some(1), "{log}");
+    let line = format!(
+        "listen tcp :{}: bind: address already in use",
+        node.livekit_port
+    );
+    let error = log
+        .lines()
+        .find(|l| l.contains("LiveKit server failed to start"))
+        .unwrap_or_else(|| panic!("no start failure in the log:\n{log}"));
+    assert!(
+        error.contains("exited (exit code 0) before it was ready") && error.contains(&line),
+        "the error does not carry LiveKit's own line {line:?}: {error}"
     );
     assert!(!d.notes.iter().any(|n| n.text.contains("READY=1")));
 }
@@ -163,15 +250,13 @@ async fn livekit_child_has_no_capabilities() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rooms_endpoint_lists_a_room_created_through_livekit() {
+async fn rooms_endpoint_lists_a_room_a_real_participant_created() {
     let node = NodeSpec::standalone("main").write();
     let d = Daemon::spawn_ready(&node, &[]).await;
+    // the room does not exist until a participant joins (LiveKit's room.auto_create)
     let host = format!("http://127.0.0.1:{}", d.livekit_port);
-    let client = livekit_api::services::room::RoomClient::with_api_key(&host, API_KEY, API_SECRET);
-    client
-        .create_room("algebra-101", Default::default())
-        .await
-        .unwrap();
+    let token = join_token(API_KEY, API_SECRET, "algebra-101", "teacher");
+    let _teacher = signal::join(&host, &token).await.unwrap();
     let (code, v) = d.get_json("/api/livekit/rooms").await;
     assert_eq!(code, 200, "{v}");
     let names: Vec<_> = v["rooms"]
@@ -240,7 +325,9 @@ async fn wait_livekit_spawned(d: &Daemon, timeout: Duration) -> Option<u32> {
 /// stand-in (a test double) starts slowly on purpose: the real server cannot be told to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_livekit_is_starting_stops_gracefully() {
-    let node = NodeSpec::standalone("main").write();
+    let node = NodeSpec::standalone("main")
+        .standin("a LiveKit that takes 30 s to start (STANDIN_START_DELAY_MS)")
+        .write();
     let mut d = Daemon::spawn(&node, &[("STANDIN_START_DELAY_MS", "30000")]);
     let lk = wait_livekit_spawned(&d, Duration::from_secs(20))
         .await

@@ -1,4 +1,5 @@
-//! Integration tests: the real `airclass-node` binary with the LiveKit stand-in (a test double),
+//! Integration tests: the real `airclass-node` binary with the real livekit-server (the stand-in,
+//! a test double, only where a test injects a fault the real server cannot show: `standin(why)`),
 //! and the daemon in-process (`daemon::run` with a cancellation token).
 //!
 //! One test binary (modules below); each test gets its own temp dir, reserved ports and its own

@@ -9,7 +9,9 @@
 //! - [`inproc`]: `airclass_node::daemon::run` in this process, stopped by a token;
 //! - [`redis`]: a `redis-server` on a reserved port (missing: the test fails saying how to get it);
 //! - [`link`]: a loopback TCP forwarder that can be cut and healed;
-//! - [`real_livekit`]: where the real livekit-server is (`tests/common/real_livekit.rs`).
+//! - [`real_livekit`]: where the real livekit-server is (`tests/common/real_livekit.rs`);
+//! - [`signal`]: a participant over LiveKit's signal WebSocket (`tests/common/signal.rs`), which
+//!   the real server counts in its room (rooms, drains).
 #![allow(dead_code)]
 
 pub mod daemon;
@@ -20,12 +22,15 @@ pub mod ports;
 #[path = "../common/real_livekit.rs"]
 pub mod real_livekit;
 pub mod redis;
+#[path = "../common/signal.rs"]
+pub mod signal;
 
 use std::path::Path;
 
 /// The daemon under test.
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_airclass-node");
-/// TEST DOUBLE: the LiveKit stand-in (`tests/livekit-standin/`), the default LiveKit binary.
+/// TEST DOUBLE: the LiveKit stand-in (`tests/livekit-standin/`), for faults only it can show
+/// ([`node::NodeSpec::standin`]); nodes run the real livekit-server by default.
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_livekit-standin");
 
 /// Print a measured figure in a form the test log keeps; also appended to

@@ -7,12 +7,17 @@
 //! LiveKit advertised on, 127.0.0.1; `cluster.mdns = false` (tests never multicast outside a
 //! network namespace of their own); the secrets below, in files. Everything else is the
 //! daemon's default unless a knob sets it.
+//!
+//! LiveKit is the real livekit-server (`real_livekit()`, pinned by `scripts/livekit.sh`; a
+//! missing one fails the test with how to get it). [`NodeSpec::standin`] swaps in the stand-in,
+//! a TEST DOUBLE, for a fault the real server cannot be made to show; its argument says which.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::ports::PortBlock;
+use super::real_livekit::real_livekit;
 use super::{DAEMON, STANDIN};
 
 pub const API_KEY: &str = "APItestkey1234";
@@ -26,7 +31,8 @@ pub const APP_TOKEN: &str = "test-app-token-0123456789";
 pub struct NodeSpec {
     instance: String,
     mode: &'static str,
-    livekit: PathBuf,
+    /// `None`: the real livekit-server (looked up when the node is written).
+    livekit: Option<PathBuf>,
     livekit_keys: Vec<(&'static str, String)>,
     redis: Option<String>,
     cluster_keys: Vec<(&'static str, String)>,
@@ -38,7 +44,7 @@ impl NodeSpec {
         NodeSpec {
             instance: instance.into(),
             mode,
-            livekit: PathBuf::from(STANDIN),
+            livekit: None,
             livekit_keys: Vec::new(),
             redis: None,
             cluster_keys: Vec::new(),
@@ -61,10 +67,18 @@ impl NodeSpec {
         Self::new(instance, "sub")
     }
 
-    /// `livekit.binary` (default: the stand-in, a test double; the real server is
-    /// `support::real_livekit::real_livekit()`).
+    /// `livekit.binary` (default: the real livekit-server).
     pub fn livekit(mut self, binary: impl Into<PathBuf>) -> Self {
-        self.livekit = binary.into();
+        self.livekit = Some(binary.into());
+        self
+    }
+
+    /// TEST DOUBLE: run the LiveKit stand-in (`tests/livekit-standin/`) instead of the real
+    /// server, only to inject a fault the real server cannot be made to show; `why` names it
+    /// (printed in the test's output, so a log says why this test did not use the real server).
+    pub fn standin(mut self, why: &str) -> Self {
+        println!("LiveKit stand-in for {}: {why}", self.instance);
+        self.livekit = Some(PathBuf::from(STANDIN));
         self
     }
 
@@ -132,13 +146,14 @@ impl NodeSpec {
 
     /// Reserve the ports and write the files.
     pub fn write(self) -> NodeDir {
+        let livekit = self.livekit.clone().unwrap_or_else(real_livekit);
         let dir = tempfile::tempdir().unwrap();
         let ports = PortBlock::reserve();
         let secrets = write_secrets(dir.path());
         std::fs::create_dir(dir.path().join("nodes")).unwrap();
         std::fs::write(
             dir.path().join("airclass.toml"),
-            self.toml(&ports, &secrets),
+            self.toml(&livekit, &ports, &secrets),
         )
         .unwrap();
         if !self.instance_toml.is_empty() {
@@ -158,7 +173,7 @@ impl NodeSpec {
         }
     }
 
-    fn toml(&self, ports: &PortBlock, secrets: &Path) -> String {
+    fn toml(&self, livekit: &Path, ports: &PortBlock, secrets: &Path) -> String {
         let s = |n: &str| secrets.join(n).display().to_string();
         let mut t = format!(
             "[node]\nmode = \"{}\"\nlivekit_port = {}\nrtc_tcp_port = {}\napi_port = {}\n\
@@ -171,7 +186,7 @@ impl NodeSpec {
             ports.port(2),
             ports.port(3),
             ports.port(23),
-            self.livekit.display().to_string(),
+            livekit.display().to_string(),
             s("livekit-api-key"),
             s("livekit-api-secret"),
             ports.port(24),

@@ -174,3 +174,65 @@ async fn no_ping_once_livekit_failed_for_good() {
     assert!(pings(&log).is_empty());
     cancel.cancel();
 }
+
+/// LiveKit crashed while Redis is down (the real server cannot start without it): the
+/// supervisor waits, degraded, PINGing Redis every 500 ms; the watchdog keeps pinging through
+/// a 47 s outage, and the wait ends within one poll of Redis answering.
+#[tokio::test(start_paused = true)]
+async fn pings_go_on_while_livekit_waits_47_s_for_redis() {
+    use crate::livekit::supervisor::redis_wait::{RedisWait, REDIS_POLL};
+    let (sup, status) = supervisor();
+    let (log, cancel) = start_watchdog(&status);
+    let t0 = clock::now();
+    let back_at = t0 + Duration::from_secs(47);
+    let pings_sent = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = pings_sent.clone();
+    let redis = move || {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move { clock::now() >= back_at }
+    };
+    let mut seen = status.clone();
+    let waiting = tokio::spawn(async move {
+        seen.wait_for(|s| s.state == LivekitState::Degraded)
+            .await
+            .map(|s| s.detail.clone())
+    });
+    let r = sup
+        .wait_until_redis_answers(redis, "127.0.0.1:6379", &cancel)
+        .await;
+    assert_eq!(r, RedisWait::Returned);
+    let took = clock::now() - t0;
+    assert!(
+        took >= Duration::from_secs(47) && took <= Duration::from_secs(47) + REDIS_POLL,
+        "Redis answered at 47 s, the wait ended at {took:?}"
+    );
+    let detail = waiting.await.unwrap().unwrap();
+    assert!(
+        detail.contains("waiting for Redis at 127.0.0.1:6379"),
+        "{detail}"
+    );
+    let polls = pings_sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((94..=96).contains(&polls), "{polls} PINGs in 47 s");
+    let p = pings(&log);
+    assert!(
+        longest_silence(&p, t0, clock::now()) <= PERIOD,
+        "the watchdog went quiet while waiting for Redis: {p:?}"
+    );
+    // a Redis that answers at once is not waited for
+    let r = sup
+        .wait_until_redis_answers(|| async { true }, "x", &cancel)
+        .await;
+    assert_eq!(r, RedisWait::Up);
+    // a stop while waiting ends the wait at once
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(3)).await;
+        stop.cancel();
+    });
+    let t1 = clock::now();
+    let r = sup
+        .wait_until_redis_answers(|| async { false }, "x", &cancel)
+        .await;
+    assert_eq!(r, RedisWait::Cancelled);
+    assert!(clock::now() - t1 <= Duration::from_secs(3) + REDIS_POLL);
+}
