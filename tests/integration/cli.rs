@@ -251,3 +251,33 @@ fn check_reports_the_problems_of_every_stage_at_once() {
         "binary: {text}"
     );
 }
+
+/// Issue 10: the unit raises the file handle limit above what the control API may hold (its
+/// default cap plus the handles kept for everything else) and sets journald's rate limit
+/// deliberately; the NixOS module sets the limit too.
+#[test]
+fn the_unit_and_the_nixos_module_set_file_handle_and_log_rate_limits() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("systemd/airclass-node@.service")).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("the unit sets no {key}="))
+    };
+    let nofile: usize = value("LimitNOFILE").parse().unwrap();
+    let need = airclass_node::config::schema::ApiSection::default().max_connections
+        + airclass_node::api::serve::RESERVED_FDS as usize;
+    assert!(nofile >= need, "LimitNOFILE={nofile} < {need}");
+    assert_eq!(value("LogRateLimitIntervalSec"), "30s");
+    let burst: u64 = value("LogRateLimitBurst").parse().unwrap();
+    assert!(
+        burst > 10_000,
+        "journald's default burst (10000) drops state changes"
+    );
+    let module = std::fs::read_to_string(root.join("nix/module.nix")).unwrap();
+    assert!(
+        module.contains(&format!("LimitNOFILE = lib.mkDefault {nofile};")),
+        "nix/module.nix does not set LimitNOFILE = {nofile}"
+    );
+}
