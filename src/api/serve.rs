@@ -346,6 +346,67 @@ fn report_pressure(last: &Snapshot, now: Snapshot) -> Snapshot {
 mod tests {
     use super::*;
 
+    /// The cap over TCP: two requests whose handler is still working hold both slots, so a
+    /// third connection is refused at once with the documented JSON `503 busy`; the two are
+    /// then answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn all_busy_at_the_cap_is_a_clear_json_503() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        static ENTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static RELEASE: Semaphore = Semaphore::const_new(0);
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                ENTERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = RELEASE.acquire().await;
+                "done"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bound = Bound {
+            listener,
+            addr,
+            tls: None,
+        };
+        let limits = Limits {
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        };
+        let conns = Connections::new(2);
+        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+        serve(bound, app, limits, conns.clone(), cancel.clone(), &tracker);
+        let get = |path: &'static str| async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            out
+        };
+        let slow: Vec<_> = (0..2).map(|_| tokio::spawn(get("/slow"))).collect();
+        // both requests are with the handler (so both connections are busy)
+        while ENTERED.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = get("/slow").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        let body = refused.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "busy", "{v}");
+        assert!(v["message"].as_str().unwrap().contains("at most 2"), "{v}");
+        assert_eq!(conns.snapshot().refused_busy, 1);
+        RELEASE.add_permits(2);
+        for t in slow {
+            let answer = t.await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
     #[test]
     fn the_cap_leaves_file_handles_for_the_rest() {
         assert_eq!(effective_cap(4096, Some(65536)), 4096);
