@@ -407,6 +407,53 @@ mod tests {
         tracker.wait().await;
     }
 
+    /// A keep-alive connection that goes idle after its answer, and one that never sends a
+    /// byte, are both closed after `header_timeout` and counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_and_silent_connections_are_closed_after_the_header_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let app = Router::new().route("/ok", axum::routing::get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bound = Bound {
+            listener,
+            addr,
+            tls: None,
+        };
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+        };
+        let conns = Connections::new(16);
+        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+        serve(bound, app, limits, conns.clone(), cancel.clone(), &tracker);
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        for s in [&mut kept, &mut silent] {
+            let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+            assert!(
+                matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+                "still open after the header timeout: {r:?}"
+            );
+        }
+        assert_eq!(
+            conns.snapshot().header_timeouts,
+            2,
+            "{:?}",
+            conns.snapshot()
+        );
+        assert_eq!(conns.open(), 0);
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
     #[test]
     fn the_cap_leaves_file_handles_for_the_rest() {
         assert_eq!(effective_cap(4096, Some(65536)), 4096);
