@@ -308,3 +308,72 @@ async fn a_flood_of_refused_requests_adds_a_bounded_number_of_short_log_lines() 
     );
     d.sigterm_and_exit_0(Duration::from_secs(20));
 }
+
+/// Issue 10: unsigned cluster requests with huge header values (the issue's 400 KiB header that
+/// became 400 KiB of log) are refused, counted and summarised: a bounded number of short lines,
+/// the header value truncated. A real sub registering meanwhile is still logged (node state
+/// changes are never summarised).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unsigned_cluster_requests_is_summarised_with_truncated_values() {
+    const FLOOD: usize = 300;
+    let redis = crate::support::redis::Redis::start();
+    let main_dir = NodeSpec::main("main").redis(redis.url()).write();
+    let mut main = Daemon::spawn_ready(&main_dir, &[]).await;
+    let base = main_dir.api_url();
+    let before = main.log_text();
+    let c = client();
+    let huge_name = format!("node-{}", "9".repeat(28 * 1024));
+    for i in 0..FLOOD {
+        let r = c
+            .post(format!("{base}/api/cluster/heartbeat"))
+            .header("x-airclass-node", &huge_name)
+            .header("x-airclass-timestamp", "1700000000")
+            .header("x-airclass-nonce", format!("{i:032x}"))
+            .header("x-airclass-signature", "0".repeat(64))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "request {i}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
+    }
+    let sub_dir = NodeSpec::sub("node-1")
+        .redis(redis.url())
+        .main_url(&base)
+        .write();
+    let mut sub = Daemon::spawn_ready(&sub_dir, &[]).await;
+    let deadline = airclass_node::clock::now() + Duration::from_secs(15);
+    while !main.log_text().contains("node registered") && airclass_node::clock::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let added = main
+        .log_text()
+        .get(before.len()..)
+        .unwrap_or("")
+        .to_string();
+    let refused: Vec<&str> = added.lines().filter(|l| l.contains("refused")).collect();
+    figure("cluster_flood_requests", FLOOD);
+    figure("cluster_flood_log_bytes_added", added.len());
+    assert!(
+        (1..=4).contains(&refused.len()),
+        "{} refusal lines for {FLOOD} refused requests:\n{added}",
+        refused.len()
+    );
+    assert!(
+        refused.iter().all(|l| l.len() < 1024),
+        "a refusal line carries the header verbatim: {} bytes",
+        refused.iter().map(|l| l.len()).max().unwrap_or(0)
+    );
+    assert!(
+        added.len() < 16 * 1024,
+        "{} bytes of log for {FLOOD} requests with a 28 KiB header",
+        added.len()
+    );
+    assert!(
+        added.contains("node registered"),
+        "the real sub's registration is not in the log:\n{added}"
+    );
+    sub.sigterm_and_exit_0(Duration::from_secs(20));
+    main.sigterm_and_exit_0(Duration::from_secs(20));
+}
