@@ -327,3 +327,90 @@ async fn tls_slow_and_idle_connections_do_not_take_the_node_down_at_a_low_hard_l
     d.https = Some(client.clone());
     hold_under_attack(&node, d, base, client, ATTACKERS, true, "exhaustion_tls").await;
 }
+
+/// Set the running daemon's `RLIMIT_NOFILE` (util-linux `prlimit`, as a kernel that can do it to
+/// another process of the same user).
+fn set_nofile_of(pid: i32, soft: u64, hard: u64) {
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={soft}:{hard}"),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "prlimit failed: install util-linux (`apt-get install -y util-linux`)"
+    );
+}
+
+fn open_fds(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
+}
+
+/// The daemon itself out of file handles (its limit lowered to what it has open, under the real
+/// LiveKit) for 3 s — 15 probe periods, five times `health_failures`: `accept` fails, and so
+/// would the health probe if it needed a new socket (it keeps its keep-alive connection to
+/// LiveKit; the probe's own EMFILE path is `livekit::health`'s unit test). That is the daemon's
+/// own fault: logged as such and rate-limited, no failed probe, LiveKit neither killed nor
+/// restarted, nothing charged to the budget, and the API answers as soon as handles are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_out_of_file_handles_never_restarts_livekit() {
+    let node = NodeSpec::standalone("main")
+        .livekit(real_livekit())
+        .health_interval_ms(200)
+        .write();
+    let mut d = Daemon::spawn_ready(&node, &[]).await;
+    let lk = d.livekit_pid().await.expect("LiveKit pid");
+    let pid = d.pid();
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let open = open_fds(pid);
+    // below what it has open (a handle closed meanwhile must not make room)
+    set_nofile_of(pid, open.saturating_sub(8), hard);
+    // a client knocks meanwhile: accept has no handle for it either
+    let knock = tokio::net::TcpStream::connect(("127.0.0.1", node.api_port)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = d.log_text();
+    set_nofile_of(pid, soft.max(open + 256), hard);
+    drop(knock);
+    let (s, api_node) = get_node(&d).await;
+    assert_eq!(s, 200, "the API did not come back:\n{}", d.log_tail(30));
+    let lk_now = &api_node["livekit"];
+    assert_eq!(lk_now["restarts"], 0, "{api_node}\n{during}");
+    assert_eq!(lk_now["pid"].as_u64(), Some(u64::from(lk)), "{api_node}");
+    assert!(alive(lk), "LiveKit was killed");
+    let faults: Vec<&str> = during
+        .lines()
+        .filter(|l| l.contains("out of file handles"))
+        .collect();
+    assert!(
+        faults.iter().any(|l| l.contains("accept")),
+        "accept's EMFILE was not logged as a local fault:\n{during}"
+    );
+    assert!(
+        faults
+            .iter()
+            .all(|l| l.contains("local fault of this daemon")),
+        "{faults:?}"
+    );
+    assert!(
+        faults.len() <= 6,
+        "{} lines about file handles in 3 s: not rate-limited",
+        faults.len()
+    );
+    assert!(
+        !during.contains("LiveKit health probe failed"),
+        "the probe's EMFILE counted against LiveKit:\n{during}"
+    );
+    figure("emfile_fault_log_lines_in_3s", faults.len());
+    figure(
+        "emfile_accept_failures",
+        api_node["api"]["fd_exhausted"].clone(),
+    );
+    d.sigterm_and_exit_0(Duration::from_secs(20));
+}
