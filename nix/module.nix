@@ -440,6 +440,7 @@ in
           serviceConfig =
             {
               LoadCredential = credentialLines;
+              LimitNOFILE = lib.mkDefault 65536; # as the packaged template (issue 10)
             }
             // lib.optionalAttrs (inst.mode == "sub") {
               # A sub that starts before main's Redis answers exits 1 and is restarted; without a

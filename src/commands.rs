@@ -54,17 +54,17 @@ fn print_warnings(warnings: &[String]) {
     }
 }
 
-/// Everything `check` and `run` validate. Problems are printed here.
+/// Everything `check` and `run` validate, every stage whatever the earlier ones found (schema,
+/// values, then secrets and the LiveKit binary); all problems are printed here.
 pub fn validate_all(cli: &Cli, instance: &str) -> Result<(NodeConfig, Secrets, Vec<String>), u8> {
     let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
-    let (node, mut warnings) = match config::resolve(&sources(cli), instance, runtime.as_deref()) {
-        Ok(x) => x,
-        Err(problems) => {
-            print_problems(&problems);
-            return Err(exit::CONFIG);
-        }
+    let r = config::validate::resolve_all(&sources(cli), instance, runtime.as_deref());
+    let (mut problems, mut warnings) = (r.problems, r.warnings);
+    let Some(node) = r.node else {
+        print_warnings(&warnings);
+        print_problems(&problems);
+        return Err(exit::CONFIG);
     };
-    let mut problems = Vec::new();
     let secrets = match config::load_secrets(&node, credentials_dir().as_deref(), &mut warnings) {
         Ok(s) => Some(s),
         Err(p) => {
@@ -279,7 +279,8 @@ prometheus_port (LiveKit's own metrics; default 6789+N, 0 = off), log_level, dra
 health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
 main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,
 max_skew_secs, sysload_limit, mdns), [api] (bind, app_token_sha256_file, tls_cert_file,
-tls_key_file, max_body_bytes), [metrics] (listen: empty = GET /metrics on the control API,
+tls_key_file, max_body_bytes, max_connections, header_timeout_secs, request_timeout_secs),
+[metrics] (listen: empty = GET /metrics on the control API,
 HOST:PORT = there only; token_sha256_file: require a bearer token, credential
 metrics\-token\-sha256), [grants.teacher] and [grants.student] (can_publish, can_subscribe,
 can_publish_data).
@@ -309,6 +310,18 @@ For example:
   journalctl \-u airclass\-node@main CODE=bad_signature
   journalctl \-u airclass\-node@node\-1 LIVEKIT=1
 .fi
+.SH LIMITS
+The control API holds at most api.max_connections (4096) connections, never more than the soft
+RLIMIT_NOFILE leaves after 256 handles; at the cap a connection still waiting for its client
+(the oldest of the address with most of them) is closed for a newcomer, and when every
+connection is busy the newcomer gets 503 busy. A TLS handshake, a request head or an idle
+keep\-alive connection gets api.header_timeout_secs (10), a body and its answer
+api.request_timeout_secs (30). At start the soft RLIMIT_NOFILE is raised to the hard limit (the
+unit sets LimitNOFILE=65536). Running out of file handles is logged as a fault of the daemon,
+never counted against LiveKit. Refused requests are counted in /metrics and logged as one
+summary line per reason per 10 s; joins are logged at debug. Every error answer is JSON
+{"error": CODE, "message": TEXT}. Colour codes only when stderr is a terminal and NO_COLOR is
+unset.
 .SH ENVIRONMENT
 MODE, NODE_NAME, MAIN_NODE_URL, LIVEKIT_PORT, LIVEKIT_RTC_PORT_START, LIVEKIT_RTC_PORT_END,
 REDIS_URL, LIVEKIT_BINARY, LIVEKIT_URL override the matching keys. AIRCLASS_CONFIG and

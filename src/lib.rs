@@ -14,8 +14,9 @@
 //! - [`provision`]: first-boot provisioning of the appliance image (`airclass-node provision`):
 //!   writes the node's config and secrets for `config` to read; uses only the leaves below.
 //! - [`config`]: schema, layering (files, environment), secrets, port plan, validation.
-//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`]: shared leaves (the one clock,
-//!   application token hashing, the checked HTTP client, mutex locking, exit codes).
+//! - [`clock`], [`app_token`], [`tls`], [`sync`], [`exit`], [`names`], [`fds`]: shared leaves
+//!   (the one clock, application token hashing, the checked HTTP client, mutex locking, exit
+//!   codes, the node-name rule, file handle limits and exhaustion).
 //!
 //! Beside the stack (they read every layer and are bumped from several):
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`): event counters the supervisor and the
@@ -33,10 +34,12 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod fds;
 pub mod firewall;
 pub mod livekit;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod provision;
 pub mod redis_conn;
 pub mod stats;

@@ -53,11 +53,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli, instance: &str) -> u8 {
+    // first: a SIGTERM from now on is remembered until the daemon's handlers exist, then it
+    // unwinds through the daemon's stop path (never the default action, exit 143)
+    let caught = daemon::signals::catch_early();
     logging::init(Some(instance), "info");
+    if let Err(e) = caught {
+        tracing::warn!(error = %e, "cannot catch SIGTERM/SIGINT before the handlers are installed");
+    }
     let (node, secrets, _warnings) = match commands::validate_all(cli, instance) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    raise_file_limit();
     // before any thread exists: children inherit no capability
     match livekit::privileges::drop_for_children() {
         Ok(n) => tracing::debug!(bounding_dropped = n, "capabilities dropped for children"),
@@ -78,18 +85,27 @@ fn run(cli: &Cli, instance: &str) -> u8 {
         }
     };
     let result = rt.block_on(async {
+        let shutdown = match daemon::signals::Shutdown::install() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return Err(None);
+            }
+        };
         // inside the runtime: the notify thread and the watchdog period come from systemd
         daemon::run(
             node,
             secrets,
             daemon::RunOptions::from_env(),
-            shutdown_signal(),
+            shutdown.recv(),
         )
         .await
+        .map_err(Some)
     });
     match result {
         Ok(()) => exit::OK,
-        Err(e) => {
+        Err(None) => exit::FAILURE,
+        Err(Some(e)) => {
             tracing::error!(error = %e, "airclass-node failed");
             eprintln!("error: {e}");
             e.exit_code()
@@ -97,17 +113,16 @@ fn run(cli: &Cli, instance: &str) -> u8 {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+/// The soft file handle limit up to the hard one (systemd's default soft limit is 1024; the
+/// unit sets `LimitNOFILE=`): logged either way.
+fn raise_file_limit() {
+    match airclass_node::fds::raise_nofile() {
+        Ok(l) => tracing::info!(
+            soft_before = l.soft_before,
+            soft = l.soft,
+            hard = l.hard,
+            "file handle limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "file handle limit unchanged"),
     }
 }

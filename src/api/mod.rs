@@ -4,9 +4,15 @@
 //! daemon (`metrics::http::Access`): on this router or on a listener of its own.
 //! [`serve`] binds it (plain or TLS) until cancelled.
 //!
-//! Every error is JSON `{"error": CODE, "message": TEXT}`; request bodies are bounded by
-//! `api.max_body_bytes` (413 beyond). Read-only routes reveal no secret.
+//! Every error is JSON `{"error": CODE, "message": TEXT}` (axum's own rejections through
+//! [`errors`], hyper's through `conn_io`); request bodies are bounded by `api.max_body_bytes`
+//! (413 beyond). Read-only routes reveal no secret. Connections are capped and timed
+//! ([`conns`], [`connection`]).
 
+mod conn_io;
+pub mod connection;
+pub mod conns;
+pub mod errors;
 pub mod node;
 pub mod serve;
 
@@ -38,6 +44,8 @@ pub struct NodeState {
     pub started: Instant,
     /// The rooms that live on this node (`GET /api/livekit/rooms` on subs and standalone).
     pub own_rooms: crate::cluster::node::OwnRooms,
+    /// The control API's connections (their counters are shown in `GET /api/node`).
+    pub connections: Arc<conns::Connections>,
     /// A sub's link to main (`GET /api/node` → `cluster`).
     pub sub: Option<Arc<crate::cluster::sub::SubHandle>>,
 }
@@ -89,6 +97,7 @@ pub fn router(state: NodeState, role: &Role) -> Router {
         .with_state(state)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(errors::json_errors))
 }
 
 /// `POST /api/rooms/{room}/join`, answered by `main` (or a standalone node for itself).

@@ -31,7 +31,7 @@ pub async fn readyz(State(s): State<NodeState>) -> impl IntoResponse {
     }
 }
 
-/// This node: name, mode, ports, LiveKit's state, uptime, statistics.
+/// This node: name, mode, ports, LiveKit's state, uptime, statistics, the API's connections.
 pub async fn node(State(s): State<NodeState>) -> impl IntoResponse {
     let lk = s.livekit.borrow().clone();
     let st = *s.stats.borrow();
@@ -52,6 +52,7 @@ pub async fn node(State(s): State<NodeState>) -> impl IntoResponse {
         },
         "uptime_secs": s.started.elapsed().as_secs(),
         "stats": st,
+        "api": s.connections.snapshot(),
         "cluster": cluster_view(&s),
     }))
 }

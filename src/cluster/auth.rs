@@ -247,11 +247,16 @@ fn parse_nonce(s: &str) -> Result<[u8; 16], AuthError> {
 }
 
 fn parse_signature(s: &str) -> Result<[u8; 32], AuthError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| AuthError::BadFormat {
+    let bad = || AuthError::BadFormat {
         header: HEADER_SIGNATURE,
-        reason: "64 hex digits expected",
-    })?;
+        reason: "64 lowercase hex digits expected",
+    };
+    // lowercase only, as docs/protocol.md says: one spelling per signature
+    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
     Ok(out)
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest accepted node name: one DNS label, since mDNS publishes `airclass-<node>.local.`.
-pub const MAX_NODE_NAME_LEN: usize = 54;
+pub const MAX_NODE_NAME_LEN: usize = crate::names::MAX_NODE_NAME_LEN;
 /// Longest accepted identity string.
 pub const MAX_IDENTITY_LEN: usize = 64;
 /// Longest accepted URL or version string.
@@ -364,24 +364,12 @@ fn bad(field: &'static str, reason: impl Into<String>) -> ValidationError {
     }
 }
 
-/// A node name: 1..=54 bytes of `[a-z0-9-]`, not starting or ending with `-`.
+/// A node name: [`crate::names`]' rule (the same function `check` uses).
 pub fn validate_node_name(name: &str) -> Result<(), ValidationError> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > MAX_NODE_NAME_LEN {
-        return Err(bad(
-            "name",
-            format!("length must be 1..={MAX_NODE_NAME_LEN}"),
-        ));
+    match crate::names::node_name_problem(name) {
+        Some(reason) => Err(bad("name", reason)),
+        None => Ok(()),
     }
-    if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-        return Err(bad(
-            "name",
-            "use lowercase letters, digits and inner '-' only",
-        ));
-    }
-    Ok(())
 }
 
 /// An identity: 1..=64 bytes of `[A-Za-z0-9_-]`.
@@ -401,7 +389,46 @@ pub fn validate_identity(identity: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// A room name: 1..=256 bytes, no control characters.
+/// Is `c` refused in names people read and compare (join identities and display names, room
+/// names)? Control characters (C0 such as LF and NUL, DEL, C1), bidirectional marks, embeddings,
+/// overrides and isolates, zero-width and other invisible format characters (soft hyphen,
+/// word joiner, BOM, invisible operators, Hangul fillers), line and paragraph separators and tag
+/// characters. With them `math` and `\u{200b}math` would be two rooms that look alike, and a name
+/// could forge a log line or reorder the text around it. Variation selectors (emoji) stay allowed.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
+/// The first refused character of `s` (see [`is_forbidden_char`]), for the error message.
+fn forbidden_char_reason(s: &str) -> Option<String> {
+    s.chars().find(|c| is_forbidden_char(*c)).map(|c| {
+        format!(
+            "contains U+{:04X}: control, bidirectional and invisible characters are not allowed",
+            c as u32
+        )
+    })
+}
+
+/// A room name: 1..=256 bytes, no control, bidirectional or invisible character.
 pub fn validate_room_name(room: &str) -> Result<(), ValidationError> {
     if room.is_empty() || room.len() > MAX_ROOM_NAME_LEN {
         return Err(bad(
@@ -409,10 +436,10 @@ pub fn validate_room_name(room: &str) -> Result<(), ValidationError> {
             format!("length must be 1..={MAX_ROOM_NAME_LEN} bytes"),
         ));
     }
-    if room.chars().any(char::is_control) {
-        return Err(bad("room", "control characters are not allowed"));
+    match forbidden_char_reason(room) {
+        Some(reason) => Err(bad("room", reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn validate_text(field: &'static str, s: &str) -> Result<(), ValidationError> {
@@ -506,6 +533,8 @@ impl LeaveRequest {
 }
 
 impl JoinRequest {
+    /// `identity`: 1..=512 bytes; `name`: at most 512 bytes; neither with a control,
+    /// bidirectional or invisible character ([`is_forbidden_char`]).
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.identity.is_empty() || self.identity.len() > MAX_TEXT_LEN {
             return Err(bad(
@@ -513,7 +542,16 @@ impl JoinRequest {
                 format!("length must be 1..={MAX_TEXT_LEN}"),
             ));
         }
-        validate_text("name", &self.name)
+        if let Some(reason) = forbidden_char_reason(&self.identity) {
+            return Err(bad("identity", reason));
+        }
+        if self.name.len() > MAX_TEXT_LEN {
+            return Err(bad("name", format!("at most {MAX_TEXT_LEN} bytes")));
+        }
+        match forbidden_char_reason(&self.name) {
+            Some(reason) => Err(bad("name", reason)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -72,6 +72,18 @@ impl Layered {
 
 /// Read, check and merge all layers. Returns every problem found.
 pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>> {
+    let (layered, problems) = layer_all(sources, instance);
+    if problems.is_empty() {
+        Ok(layered)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Read, check and merge all layers: the merged configuration without the keys (or files)
+/// that failed the schema, and every problem found — so the later stages of `check` can still
+/// look at everything else.
+pub fn layer_all(sources: &Sources, instance: &str) -> (Layered, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut merged = Table::new();
     let mut provenance = BTreeMap::new();
@@ -105,16 +117,12 @@ pub fn layer(sources: &Sources, instance: &str) -> Result<Layered, Vec<Problem>>
     });
     problems.extend(merged_checked);
     let config = deserialize(merged).unwrap_or_default();
-
-    if problems.is_empty() {
-        Ok(Layered {
-            config,
-            provenance,
-            files,
-        })
-    } else {
-        Err(problems)
-    }
+    let layered = Layered {
+        config,
+        provenance,
+        files,
+    };
+    (layered, problems)
 }
 
 /// The original AirClass environment variables, over the merged files.
@@ -173,15 +181,40 @@ fn read_table(path: &Path, must_exist: bool) -> Result<Option<Table>, Problem> {
             ))
         }
     };
-    text.parse::<Table>().map(Some).map_err(|e| {
-        let msg = e.to_string().replace('\n', " ");
-        Problem::new(
-            path.display().to_string(),
-            "-",
-            format!("not valid TOML: {}", msg.trim()),
-            "correct the syntax at the position shown",
-        )
-    })
+    text.parse::<Table>()
+        .map(Some)
+        .map_err(|e| syntax_problem(path, &text, &e))
+}
+
+/// A TOML syntax error by line, column, key and what the parser expected — never the line
+/// itself: a missing quote in `url = "redis://:password@…` must not put the password in the
+/// journal.
+pub fn syntax_problem(path: &Path, text: &str, e: &toml::de::Error) -> Problem {
+    let at = e.span().map_or(0, |s| s.start.min(text.len()));
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+    let key = text
+        .get(line_start..)
+        .and_then(|l| l.lines().next())
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= 64
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.\"".contains(&b))
+        })
+        .map(|k| format!(" (in the value of {k})"))
+        .unwrap_or_default();
+    let what = e.message().lines().next().unwrap_or("").trim();
+    Problem::new(
+        path.display().to_string(),
+        "-",
+        format!("not valid TOML at line {line}, column {column}{key}: {what}"),
+        "correct the syntax at that line and column (the line is not shown: it may hold a secret); until the file parses, the other checks read the defaults for what it sets",
+    )
 }
 
 fn deserialize(t: Table) -> Result<Config, serde_path_to_error::Error<toml::de::Error>> {

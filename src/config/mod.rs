@@ -120,17 +120,6 @@ pub fn load_secrets(
             ));
         }
     }
-    if let Some(hash) = &app_token {
-        let h = hash.expose();
-        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            problems.push(Problem::new(
-                "secrets",
-                APP_TOKEN_SHA256.key,
-                "the application token hash is not 64 hex characters (SHA-256)",
-                "write `airclass-node hash-token < app-token` into the file",
-            ));
-        }
-    }
     if !problems.is_empty() {
         return Err(problems);
     }

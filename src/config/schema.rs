@@ -224,6 +224,13 @@ pub struct ApiSection {
     pub tls_key_file: Option<String>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Most connections open at once; beyond it the oldest connection still waiting for its
+    /// client is closed to make room, or (all busy) the newcomer gets a 503 `busy`.
+    pub max_connections: usize,
+    /// A TLS handshake, a request head, and an idle keep-alive connection each get this long.
+    pub header_timeout_secs: u64,
+    /// Reading a request body and answering it; also the longest time no byte moves.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ApiSection {
@@ -234,6 +241,9 @@ impl Default for ApiSection {
             tls_cert_file: None,
             tls_key_file: None,
             max_body_bytes: 64 * 1024,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }

@@ -162,6 +162,35 @@ fn unreadable(spec: SecretSpec, path: &Path, e: &std::io::Error) -> Problem {
     Problem::new("secrets", spec.key, problem, fix)
 }
 
+/// 64 hex digits, as `airclass-node hash-token` prints.
+pub fn is_sha256_hex(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The application token hash file holds something else — most often the token itself. The
+/// fix produces the right file (`secrets init` writes both, `hash-token` prints the hash).
+pub fn not_a_token_hash(origin: &SecretOrigin, value: &str) -> Problem {
+    let path = match origin {
+        SecretOrigin::Credential(p) | SecretOrigin::File(p) => p.display().to_string(),
+    };
+    let what = if value.is_empty() {
+        "is empty".to_string()
+    } else {
+        format!(
+            "holds {} characters that are not a SHA-256 (64 hex digits): probably the application token itself",
+            value.chars().count()
+        )
+    };
+    Problem::new(
+        "secrets",
+        APP_TOKEN_SHA256.key,
+        format!("the application token hash in {origin} {what}"),
+        format!(
+            "store the token's hash, not the token: `airclass-node hash-token < /etc/airclass/secrets/app-token > {path}.new && mv {path}.new {path}` (hash-token reads the token on stdin and prints its SHA-256; never redirect into the file it reads)"
+        ),
+    )
+}
+
 /// Not empty, long enough, no whitespace. Messages never show the value.
 fn check_value<'a>(
     spec: SecretSpec,
@@ -169,6 +198,9 @@ fn check_value<'a>(
     value: &'a str,
 ) -> Result<&'a str, Problem> {
     let bad = |problem: String, fix: &str| Err(Problem::new("secrets", spec.key, problem, fix));
+    if spec.credential == APP_TOKEN_SHA256.credential && !is_sha256_hex(value) {
+        return Err(not_a_token_hash(origin, value));
+    }
     if value.is_empty() {
         return bad(
             format!("the secret in {origin} is empty"),
@@ -237,6 +269,40 @@ mod tests {
             !err.to_string().contains("short"),
             "the secret itself leaked: {err}"
         );
+    }
+
+    #[test]
+    fn a_raw_token_in_the_hash_file_gets_the_hash_token_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app-token.sha256");
+        std::fs::write(&file, "test-app-token-0123456789\n").unwrap();
+        let err = read_secret(
+            APP_TOKEN_SHA256,
+            Some(file.to_str().unwrap()),
+            None,
+            &mut vec![],
+        )
+        .unwrap_err();
+        assert!(err.problem.contains("not a SHA-256"), "{err}");
+        assert!(err.fix.contains("airclass-node hash-token <"), "{err}");
+        assert!(
+            !err.fix.contains("urandom"),
+            "advice that makes another wrong file: {err}"
+        );
+        assert!(
+            !err.to_string().contains("test-app-token"),
+            "the token leaked: {err}"
+        );
+        // the right content passes
+        let hash = crate::app_token::token_sha256_hex("test-app-token-0123456789");
+        std::fs::write(&file, format!("{hash}\n")).unwrap();
+        read_secret(
+            APP_TOKEN_SHA256,
+            Some(file.to_str().unwrap()),
+            None,
+            &mut vec![],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -4,10 +4,11 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::load::{layer, Layered, Sources};
+use super::load::{layer_all, Layered, Sources};
 use super::ports::{self, PortOverrides, PortPlan, MDNS_PORT};
 use super::schema::{Config, LivekitSection, Mode, PortMode};
 use super::Problem;
+use crate::names::{node_name_problem, NODE_NAME_RULE};
 
 /// A parsed `redis.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +53,6 @@ pub fn capacity(mode: PortMode, plan: &PortPlan) -> Option<u32> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-}
-
 /// Collects the problems of one resolution, each with the source of its key.
 struct Checks<'a> {
     layered: &'a Layered,
@@ -95,15 +88,43 @@ pub fn resolve(
     instance: &str,
     runtime_directory: Option<&str>,
 ) -> Result<(NodeConfig, Vec<String>), Vec<Problem>> {
-    if !valid_name(instance) {
-        return Err(vec![Problem::new(
-            "command line",
-            "--instance",
-            format!("instance name {instance:?} is not valid"),
-            "use 1-32 characters of a-z, 0-9 and '-', e.g. main or node-1",
-        )]);
+    let r = resolve_all(sources, instance, runtime_directory);
+    match r.node {
+        Some(node) if r.problems.is_empty() => Ok((node, r.warnings)),
+        _ => Err(r.problems),
     }
-    let layered = layer(sources, instance)?;
+}
+
+/// What [`resolve_all`] found: every problem of the schema and value stages, and the node as
+/// far as it could be resolved (`Some` whenever a port plan exists, problems or not, so the
+/// secrets and the binary can be checked too).
+#[derive(Debug)]
+pub struct Resolution {
+    pub node: Option<NodeConfig>,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+}
+
+/// Resolve as far as possible: the schema stage's problems do not stop the value stage (it
+/// reads the configuration without the keys that failed).
+pub fn resolve_all(
+    sources: &Sources,
+    instance: &str,
+    runtime_directory: Option<&str>,
+) -> Resolution {
+    if let Some(why) = node_name_problem(instance) {
+        return Resolution {
+            node: None,
+            problems: vec![Problem::new(
+                "command line",
+                "--instance",
+                format!("instance name {instance:?} is not valid: {why}"),
+                format!("use {NODE_NAME_RULE}, e.g. main or node-1"),
+            )],
+            warnings: Vec::new(),
+        };
+    }
+    let (layered, mut problems) = layer_all(sources, instance);
     let c = layered.config.clone();
     let mut checks = Checks {
         layered: &layered,
@@ -116,24 +137,23 @@ pub fn resolve(
     check_cluster(&mut checks, &c);
     let redis = check_redis(&mut checks, &c);
     check_api(&mut checks, &c, plan.as_ref());
-    let problems = checks.problems;
-    let (Some(plan), true) = (plan, problems.is_empty()) else {
-        return Err(problems);
-    };
-    let warnings = warnings(&c, &plan);
-    Ok((
-        NodeConfig {
-            instance: instance.to_string(),
-            name,
-            mode: c.node.mode,
-            ports: plan,
-            config: c,
-            runtime_dir: runtime_dir(runtime_directory, instance),
-            layered,
-            redis,
-        },
+    problems.extend(checks.problems);
+    let warnings = plan.as_ref().map(|p| warnings(&c, p)).unwrap_or_default();
+    let node = plan.map(|plan| NodeConfig {
+        instance: instance.to_string(),
+        name,
+        mode: c.node.mode,
+        ports: plan,
+        config: c,
+        runtime_dir: runtime_dir(runtime_directory, instance),
+        layered,
+        redis,
+    });
+    Resolution {
+        node,
+        problems,
         warnings,
-    ))
+    }
 }
 
 /// `$RUNTIME_DIRECTORY` (its first entry), else `/run/airclass/INSTANCE`.
@@ -147,11 +167,12 @@ fn runtime_dir(runtime_directory: Option<&str>, instance: &str) -> PathBuf {
 
 /// The node name and its port plan (derived from the name unless set explicitly).
 fn check_name_and_ports(checks: &mut Checks<'_>, name: &str, c: &Config) -> Option<PortPlan> {
-    if !valid_name(name) {
+    // the cluster protocol's own rule: a name check accepts is never refused by main
+    if let Some(why) = node_name_problem(name) {
         checks.bad(
             "node.name",
-            format!("node name {name:?} is not valid"),
-            "use 1-32 characters of a-z, 0-9 and '-', e.g. node-1",
+            format!("node name {name:?} is not valid: {why}"),
+            format!("use {NODE_NAME_RULE}, e.g. node-1"),
         );
     }
     let overrides = PortOverrides {
@@ -417,6 +438,24 @@ fn check_api(checks: &mut Checks<'_>, c: &Config, plan: Option<&PortPlan>) {
         1024..=16 * 1024 * 1024,
         "use e.g. 65536",
     );
+    checks.in_range(
+        "api.max_connections",
+        api.max_connections as u64,
+        16..=1_000_000,
+        "use e.g. 4096 (more than the subs plus the application's connections)",
+    );
+    checks.in_range(
+        "api.header_timeout_secs",
+        api.header_timeout_secs,
+        1..=300,
+        "use e.g. 10",
+    );
+    checks.in_range(
+        "api.request_timeout_secs",
+        api.request_timeout_secs,
+        1..=3600,
+        "use e.g. 30",
+    );
     if plan.is_some_and(|p| p.api_port == MDNS_PORT) {
         checks.bad(
             "node.api_port",
@@ -475,9 +514,24 @@ fn stun_server_problem(entry: &str) -> Option<(String, String)> {
 }
 
 /// Parse `redis://[user@]host:port[/db]` (or `rediss://` for TLS). Passwords belong in a file.
+/// `s` with whatever sits between `://` and the last `@` (user and password) shown as `***`,
+/// for error messages about URLs that may hold a password.
+pub fn redact_userinfo(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => s.to_string(),
+    }
+}
+
 pub fn parse_redis_url(s: &str) -> Result<RedisTarget, (String, String)> {
     let fix = "use redis://HOST:PORT[/DB] and put the password in redis.password_file".to_string();
-    let u = url::Url::parse(s).map_err(|e| (format!("{s:?} is not a URL: {e}"), fix.clone()))?;
+    let shown = redact_userinfo(s);
+    let u =
+        url::Url::parse(s).map_err(|e| (format!("{shown:?} is not a URL: {e}"), fix.clone()))?;
     let tls = match u.scheme() {
         "redis" => false,
         "rediss" => true,
@@ -497,7 +551,7 @@ pub fn parse_redis_url(s: &str) -> Result<RedisTarget, (String, String)> {
     let host = match u.host() {
         Some(url::Host::Ipv6(a)) => format!("[{a}]"),
         Some(h) => h.to_string(),
-        None => return Err((format!("{s:?} has no host"), fix)),
+        None => return Err((format!("{shown:?} has no host"), fix)),
     };
     let port = u.port().unwrap_or(6379);
     let db = match u.path().trim_start_matches('/') {

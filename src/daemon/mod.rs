@@ -1,17 +1,23 @@
 //! The daemon: [`run`] = [`start`] → wait → [`stop`](Daemon::stop), callable from `main` with the
 //! signal future and from tests with a cancellation token (`token.cancelled_owned()`).
 //!
-//! - start (`start.rs`): check `/metrics` access (token, own listener) → render LiveKit's
-//!   config → claim the shared Redis (clustered nodes; its pinger for `/metrics`) → start
-//!   LiveKit (a failure aborts startup) → statistics → the cluster role → the control API (with
-//!   `/metrics`) → `READY=1` → the STATUS publisher and the watchdog (`tasks.rs`).
-//! - wait: until `shutdown` resolves or the supervisor gives up for good.
+//! - start (`start.rs`): bind the control API's port (a taken port is found before anything
+//!   starts) → check `/metrics` access (token, own listener) → render LiveKit's config → claim
+//!   the shared Redis (clustered nodes; its pinger for `/metrics`) → start LiveKit (a failure
+//!   aborts startup) → statistics → the cluster role → serve the control API (with `/metrics`)
+//!   on the bound listener → `READY=1` → the STATUS publisher and the watchdog (`tasks.rs`).
+//! - wait: until `shutdown` resolves or the supervisor gives up for good. `shutdown` is watched
+//!   during start too: a stop requested while LiveKit is still starting unwinds at once.
 //! - stop (`stop.rs`): one unwind for every path, whatever was started: `STOPPING=1` (after
-//!   READY) → leave the cluster (so no new rooms land here) → stop LiveKit (drain budget, then
-//!   kill) → stop the API and every other task, under a deadline.
+//!   READY, or whenever a stop was requested) → leave the cluster (so no new rooms land here) →
+//!   stop LiveKit (drain budget, then kill) → stop the API and every other task, under a
+//!   deadline.
+//!
+//! `signals.rs`: SIGTERM/SIGINT caught from the first instant of `run` and handled by `main`.
 //!
 //! One `CancellationToken` tree; every task spawned on one `TaskTracker`.
 
+pub mod signals;
 mod start;
 mod stop;
 pub mod tasks;
@@ -138,9 +144,13 @@ struct Daemon {
     root: CancellationToken,
     livekit: Option<Livekit>,
     cluster: Option<(ClusterHandle, CancellationToken)>,
+    /// The control API's listener, bound first and served once the role is known.
+    listener: Option<crate::api::serve::Bound>,
     api: Option<CancellationToken>,
     /// `READY=1` was sent (so stopping says `STOPPING=1`).
     ready: bool,
+    /// A stop was asked for (so stopping says `STOPPING=1`, even before READY).
+    stop_requested: bool,
 }
 
 /// Run the node until `shutdown` resolves (or LiveKit fails for good).
@@ -159,12 +169,25 @@ pub async fn run(
         root: CancellationToken::new(),
         livekit: None,
         cluster: None,
+        listener: None,
         api: None,
         ready: false,
+        stop_requested: false,
     };
-    let result = match daemon.start().await {
-        Ok(()) => daemon.wait(shutdown).await,
-        Err(e) => Err(e),
+    tokio::pin!(shutdown);
+    // a stop requested while starting drops the start where it is; `stop` unwinds what it left
+    let started = tokio::select! {
+        r = daemon.start() => Some(r),
+        _ = &mut shutdown => None,
+    };
+    let result = match started {
+        Some(Ok(())) => daemon.wait(shutdown).await,
+        Some(Err(e)) => Err(e),
+        None => {
+            tracing::info!("stop requested while starting");
+            daemon.stop_requested = true;
+            Ok(())
+        }
     };
     daemon.stop().await;
     result
@@ -183,6 +206,7 @@ impl Daemon {
         tokio::select! {
             _ = shutdown => {
                 tracing::info!("stop requested");
+                self.stop_requested = true;
                 Ok(())
             }
             r = supervisor => match r {

@@ -44,6 +44,7 @@ fn metrics_sources(
     livekit: &watch::Receiver<LivekitStatus>,
     stats: &watch::Receiver<Sample>,
     role: &Role,
+    api: std::sync::Arc<api::conns::Connections>,
 ) -> metrics::Sources {
     let (main, sub) = match role {
         Role::Main(m) | Role::Standalone(m) => (Some(m.clone()), None),
@@ -61,6 +62,7 @@ fn metrics_sources(
         main,
         sub,
         redis: node.redis.is_some(),
+        api: Some(api),
     }
 }
 
@@ -80,6 +82,7 @@ impl Daemon {
     pub(super) async fn start(&mut self) -> Result<(), DaemonError> {
         // fail with a clear message here rather than a panic inside a task later
         let http = tls::http_client()?;
+        self.bind_api()?;
         let metrics = self.metrics_access()?;
         self.render()?;
         let (redis, store) = self.claim_redis().await?;
@@ -95,8 +98,7 @@ impl Daemon {
         let (role, cluster_status) = self
             .start_cluster(store, rooms, &livekit, &stats, http)
             .await?;
-        self.serve_api(&livekit, &stats, &role, own_rooms, metrics)
-            .await?;
+        self.serve_api(&livekit, &stats, &role, own_rooms, metrics)?;
         self.announce_ready(&livekit, &cluster_status);
         let (notifier, tracker) = (&self.opts.notifier, &self.tracker);
         let cancel = self.root.child_token();
@@ -112,6 +114,15 @@ impl Daemon {
             let stale_after = tasks::stale_after(&self.node);
             tasks::watchdog(period, stale_after, &livekit, notifier, tracker, cancel);
         }
+        Ok(())
+    }
+
+    /// 0. The control API's port (and its TLS files), before anything starts: a port another
+    ///    program holds is found here, not after LiveKit is up.
+    fn bind_api(&mut self) -> Result<(), DaemonError> {
+        let bound = api::serve::bind(&self.node)?;
+        tracing::debug!(addr = %bound.local_addr(), "control API port bound");
+        self.listener = Some(bound);
         Ok(())
     }
 
@@ -224,8 +235,9 @@ impl Daemon {
     }
 
     /// 5. The control API: the one route table for this node's role, and `/metrics` (on it, or
-    ///    on its own listener).
-    async fn serve_api(
+    ///    on its own listener), on the bound listener, with the connection cap the file handle
+    ///    limit allows.
+    fn serve_api(
         &mut self,
         livekit: &watch::Receiver<LivekitStatus>,
         stats: &watch::Receiver<Sample>,
@@ -233,6 +245,16 @@ impl Daemon {
         own_rooms: OwnRooms,
         metrics: Access,
     ) -> Result<(), DaemonError> {
+        let api_cfg = &self.node.config.api;
+        let cap = api::serve::effective_cap(api_cfg.max_connections, crate::fds::soft_limit());
+        if cap < api_cfg.max_connections {
+            tracing::warn!(max_connections = api_cfg.max_connections, cap, "api.max_connections lowered to what the file handle limit allows (raise LimitNOFILE=)");
+        }
+        let limits = api::connection::Limits {
+            header_timeout: Duration::from_secs(api_cfg.header_timeout_secs),
+            request_timeout: Duration::from_secs(api_cfg.request_timeout_secs),
+        };
+        let connections = api::conns::Connections::new(cap);
         let state = NodeState {
             node: self.node.clone(),
             secrets: self.secrets.clone(),
@@ -240,16 +262,28 @@ impl Daemon {
             stats: stats.clone(),
             started: self.started,
             own_rooms,
+            connections: connections.clone(),
             sub: match role {
                 Role::Sub(s) => Some(s.clone()),
                 _ => None,
             },
         };
+        let bound = match self.listener.take() {
+            Some(b) => b,
+            None => api::serve::bind(&self.node)?,
+        };
         let cancel = self.root.child_token();
-        let sources = metrics_sources(&self.node, livekit, stats, role);
+        let sources = metrics_sources(&self.node, livekit, stats, role, connections.clone());
         let app = api::router(state, role);
         let app = metrics.attach(app, sources, &self.tracker, cancel.clone());
-        api::serve::serve(&self.node, app, cancel.clone(), &self.tracker).await?;
+        api::serve::serve(
+            bound,
+            app,
+            limits,
+            connections,
+            cancel.clone(),
+            &self.tracker,
+        );
         self.api = Some(cancel);
         Ok(())
     }

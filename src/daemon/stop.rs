@@ -11,11 +11,11 @@ use crate::livekit::LivekitState;
 const TASKS_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Daemon {
-    /// `STOPPING=1` (after READY) → leave the cluster (bounded, ~2 s, so main places no new
+    /// `STOPPING=1` (after READY, or on a stop requested during start) → leave the cluster (bounded, ~2 s, so main places no new
     /// room here while LiveKit drains) → stop LiveKit (its own drain deadline bounds the wait)
     /// → stop the API, the cluster role and every other task, under a deadline.
     pub(super) async fn stop(self) {
-        if self.ready {
+        if self.ready || self.stop_requested {
             self.opts.notifier.stopping("stopping: draining LiveKit");
         }
         let t0 = clock::now();

@@ -175,6 +175,28 @@ pub enum SupervisorError {
     },
 }
 
+impl SupervisorError {
+    /// The daemon itself lacked a file handle (spawn failed with EMFILE/ENFILE): LiveKit did
+    /// nothing wrong, so a retry spends no restart budget.
+    pub fn is_local_fault(&self) -> bool {
+        matches!(self, SupervisorError::Spawn { source, .. } if crate::fds::is_exhaustion(source))
+    }
+}
+
+/// Pause before spawning again after a local fault (no budget spent).
+const LOCAL_FAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// Local faults (out of file handles in the probe or in spawn), rate-limited: the first at
+/// once, then one line per window with the count.
+fn local_faults() -> &'static crate::logging::Summary {
+    static LOG: std::sync::OnceLock<crate::logging::Summary> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        crate::logging::Summary::new(crate::logging::SUMMARY_WINDOW, |r| {
+            tracing::error!(during = r.key, count = r.count, error = %r.sample, "out of file handles: a local fault of this daemon, not counted against LiveKit")
+        })
+    })
+}
+
 /// How often the supervisor shows it is alive while it legitimately waits (readiness poll,
 /// backoff sleep): well inside the watchdog's staleness limit (3 probe periods + 5 s).
 pub const BEAT: Duration = Duration::from_secs(1);
@@ -318,30 +340,29 @@ impl Supervisor {
         mut last: String,
         cancel: &CancellationToken,
     ) -> Result<Option<(Child, OutputTail)>, SupervisorError> {
+        let mut spend = true;
         loop {
-            let redis = self.wait_for_redis(cancel).await;
-            if redis == RedisWait::Cancelled {
-                return Ok(None);
-            }
-            let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
-                return Err(self.fail(SupervisorError::BudgetExhausted {
-                    restarts: restarts.used(),
-                    window: self.cfg.budget_window,
-                    last,
-                }));
+            let delay = if spend {
+                let redis = self.wait_for_redis(cancel).await;
+                if redis == RedisWait::Cancelled {
+                    return Ok(None);
+                }
+                let Some(delay) = restarts.next_delay(clock::now(), &mut self.jitter) else {
+                    return Err(self.fail(SupervisorError::BudgetExhausted {
+                        restarts: restarts.used(),
+                        window: self.cfg.budget_window,
+                        last,
+                    }));
+                };
+                let delay = match redis {
+                    RedisWait::Returned => Duration::ZERO,
+                    _ => delay,
+                };
+                self.count_restart(delay, &last);
+                delay
+            } else {
+                LOCAL_FAULT_RETRY
             };
-            let delay = match redis {
-                RedisWait::Returned => Duration::ZERO,
-                _ => delay,
-            };
-            metrics::livekit_restart(self.restart_reason);
-            self.set(|s| {
-                s.state = LivekitState::Backoff;
-                s.pid = None;
-                s.node_id = None;
-                s.restarts += 1;
-                s.detail = format!("restart in {delay:?} after: {last}");
-            });
             if !self.backoff_sleep(delay, cancel).await {
                 return Ok(None);
             }
@@ -355,14 +376,31 @@ impl Supervisor {
                     );
                     return Ok(Some((child, tail)));
                 }
+                StartOutcome::Failed(e) if e.is_local_fault() => {
+                    local_faults().note("spawn", || e.to_string());
+                    spend = false;
+                }
                 StartOutcome::Failed(e) => {
                     self.restart_reason = RestartReason::FailedStart;
                     last = e.to_string();
                     self.restart_failed(restarts, &e).await;
+                    spend = true;
                 }
                 StartOutcome::Cancelled => return Ok(None),
             }
         }
+    }
+
+    /// A restart is charged: counted, and the state says when it comes.
+    fn count_restart(&self, delay: Duration, last: &str) {
+        metrics::livekit_restart(self.restart_reason);
+        self.set(|s| {
+            s.state = LivekitState::Backoff;
+            s.pid = None;
+            s.node_id = None;
+            s.restarts += 1;
+            s.detail = format!("restart in {delay:?} after: {last}");
+        });
     }
 
     /// A restart failed: charged to the budget, unless Redis is down now (then LiveKit could
@@ -531,6 +569,24 @@ impl Supervisor {
         }
     }
 
+    /// For a 406: is Redis up (and past its recovery grace)? `None` for any other probe.
+    async fn redis_up_for(
+        &self,
+        probe: &Probe,
+        redis_last_down: &mut Option<Instant>,
+        recovery_grace: Duration,
+    ) -> Option<bool> {
+        let (Probe::NotReady(_), Some(r)) = (probe, &self.cfg.redis) else {
+            return None;
+        };
+        let up = r.ping(Duration::from_millis(500)).await.is_ok();
+        if !up {
+            *redis_last_down = Some(clock::now());
+        }
+        let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
+        Some(up && !recovering)
+    }
+
     /// Watch a ready child; `None` when cancelled, `Some(reason)` when it must be restarted.
     async fn watch_child(
         &mut self,
@@ -557,17 +613,9 @@ impl Supervisor {
             let t0 = clock::now();
             let probe = health::probe(&self.http, self.cfg.livekit_port, probe_timeout).await;
             metrics::health_probe(t0.elapsed(), probe.label());
-            let redis_up = match (&probe, &self.cfg.redis) {
-                (Probe::NotReady(_), Some(r)) => {
-                    let up = r.ping(Duration::from_millis(500)).await.is_ok();
-                    if !up {
-                        redis_last_down = Some(clock::now());
-                    }
-                    let recovering = redis_last_down.is_some_and(|t| t.elapsed() < recovery_grace);
-                    Some(up && !recovering)
-                }
-                _ => None,
-            };
+            let redis_up = self
+                .redis_up_for(&probe, &mut redis_last_down, recovery_grace)
+                .await;
             match health::classify(&probe, redis_up) {
                 Verdict::Healthy => {
                     let was = self.status.borrow().state;
@@ -590,6 +638,11 @@ impl Supervisor {
                         s.failed_probes = 0;
                         s.detail = why;
                     });
+                }
+                Verdict::LocalFault(why) => {
+                    // our own socket could not be opened: nothing learnt, nothing counted
+                    local_faults().note("probe", || why);
+                    self.touch();
                 }
                 Verdict::Failing(why) => {
                     let n = self.status.borrow().failed_probes + 1;

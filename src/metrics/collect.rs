@@ -37,6 +37,8 @@ pub struct Sources {
     pub sub: Option<Arc<SubHandle>>,
     /// Clustered node: Redis reachability is measured.
     pub redis: bool,
+    /// The control API's connections (cap, open, closed by its limits).
+    pub api: Option<Arc<crate::api::conns::Connections>>,
 }
 
 /// The scrape-time collector.
@@ -124,6 +126,26 @@ fn counter(
     }
 }
 
+/// A counter family: one sample per label set.
+fn counters<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    items: Vec<(L, u64)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in &items {
+        let fm = m.encode_family(labels)?;
+        ConstCounter::new(*v).encode(fm)?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 const LIVEKIT_STATES: [LivekitState; 7] = [
     LivekitState::Starting,
     LivekitState::Ready,
@@ -148,6 +170,7 @@ impl prometheus_client::collector::Collector for NodeCollector {
         self.node_stats(&mut enc)?;
         self.membership(&mut enc)?;
         self.link(&mut enc)?;
+        self.api_connections(&mut enc)?;
         gauge(
             &mut enc,
             "airclass_redis_up",
@@ -160,6 +183,53 @@ impl prometheus_client::collector::Collector for NodeCollector {
 }
 
 impl NodeCollector {
+    /// The control API's connections: open, the cap, accepted, and closed by each limit.
+    fn api_connections(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let snap = self.0.api.as_ref().map(|c| c.snapshot());
+        gauge(
+            enc,
+            "airclass_api_connections_open",
+            "Open connections to the control API",
+            None,
+            snap.as_ref().map(|s| s.open as i64),
+        )?;
+        gauge(
+            enc,
+            "airclass_api_connections_max",
+            "The control API's connection cap (api.max_connections, lowered to what RLIMIT_NOFILE leaves)",
+            None,
+            snap.as_ref().map(|s| s.max_connections as i64),
+        )?;
+        counter(
+            enc,
+            "airclass_api_connections_accepted",
+            "Connections the control API accepted",
+            None,
+            snap.as_ref().map(|s| s.accepted as f64),
+        )?;
+        let closed = snap.map_or_else(Vec::new, |s| {
+            [
+                ("evicted", s.evicted),
+                ("refused_busy", s.refused_busy),
+                ("header_timeout", s.header_timeouts),
+                ("tls_failed", s.tls_failed),
+                ("request_timeout", s.request_timeouts),
+                ("stalled", s.stalled),
+                ("bad_http", s.bad_http),
+                ("fd_exhausted", s.fd_exhausted),
+            ]
+            .into_iter()
+            .map(|(reason, v)| (ReasonLabel { reason }, v))
+            .collect()
+        });
+        counters(
+            enc,
+            "airclass_api_connections_closed",
+            "Connections the control API closed or refused by its limits, by reason (fd_exhausted: accept failed for want of file handles, a local fault of the daemon)",
+            closed,
+        )
+    }
+
     fn build_info(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let info = Info::new(BuildLabels {
             version: env!("CARGO_PKG_VERSION"),

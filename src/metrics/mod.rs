@@ -300,6 +300,7 @@ mod render_tests {
             main: None,
             sub: None,
             redis: true,
+            api: Some(crate::api::conns::Connections::new(64)),
         }
     }
 

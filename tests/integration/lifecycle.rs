@@ -281,48 +281,7 @@ async fn rooms_endpoint_lists_a_room_a_real_participant_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_api_over_tls() {
     let node = NodeSpec::standalone("main").write();
-    let (cert, key) = (node.path().join("api.crt"), node.path().join("api.key"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "openssl cannot make a test certificate: install it with `apt-get install -y openssl`"
-    );
-    std::fs::write(
-        node.path().join("nodes/main.toml"),
-        format!(
-            "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
+    let (cert, _key) = node.use_self_signed_tls();
     let _daemon = Daemon::spawn_ready(&node, &[]).await;
     let pem = std::fs::read(&cert).unwrap();
     let client = reqwest::Client::builder()
@@ -342,4 +301,97 @@ async fn control_api_over_tls() {
         .send()
         .await;
     assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
+
+/// The PID in the daemon's "LiveKit spawned" line, once it is there.
+async fn wait_livekit_spawned(d: &Daemon, timeout: Duration) -> Option<u32> {
+    let deadline = airclass_node::clock::now() + timeout;
+    while airclass_node::clock::now() < deadline {
+        let log = d.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("LiveKit spawned")) {
+            let pid = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("pid="))
+                .and_then(|p| p.parse().ok());
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Issue 10: SIGTERM while LiveKit is still starting unwinds through the one stop path —
+/// `STOPPING=1`, LiveKit stopped, exit 0 — instead of killing the daemon with 143. The
+/// stand-in (a test double) starts slowly on purpose: the real server cannot be told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_livekit_is_starting_stops_gracefully() {
+    let node = NodeSpec::standalone("main")
+        .standin("a LiveKit that takes 30 s to start (STANDIN_START_DELAY_MS)")
+        .write();
+    let mut d = Daemon::spawn(&node, &[("STANDIN_START_DELAY_MS", "30000")]);
+    let lk = wait_livekit_spawned(&d, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("LiveKit never spawned:\n{}", d.log_text()));
+    assert!(alive(lk));
+    d.signal(Signal::SIGTERM);
+    let code = d.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", d.log_text());
+    d.collect_notes(Duration::from_millis(50)).await;
+    assert!(
+        d.notes.iter().all(|n| !n.text.contains("READY=1")),
+        "{:?}",
+        d.notes
+    );
+    assert!(
+        d.notes.iter().any(|n| n.text.contains("STOPPING=1")),
+        "no STOPPING=1: {:?}",
+        d.notes
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!alive(lk), "LiveKit {lk} outlived the daemon");
+    assert!(d.log_text().contains("LiveKit stopped"), "{}", d.log_text());
+}
+
+/// Issue 10: a SIGTERM at the very first instant (as soon as the daemon has written its first
+/// line, before the runtime and its handlers exist) is not the default action (143) either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_at_the_first_instant_exits_0() {
+    let node = NodeSpec::standalone("main").write();
+    let mut d = Daemon::spawn(&node, &[]);
+    let deadline = airclass_node::clock::now() + Duration::from_secs(10);
+    while d.log_text().is_empty() && airclass_node::clock::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    d.signal(Signal::SIGTERM);
+    let code = d.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", d.log_text());
+    assert!(
+        !d.log_text().contains("LiveKit is ready"),
+        "the daemon went on starting: {}",
+        d.log_text()
+    );
+}
+
+/// Issue 10: the control API's port is checked before LiveKit starts: taken, the daemon fails
+/// at once naming the address, and never starts (nor kills) a LiveKit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_api_port_is_found_before_livekit_starts() {
+    let node = NodeSpec::standalone("main")
+        .livekit(crate::support::real_livekit::real_livekit())
+        .write();
+    let _squatter = std::net::TcpListener::bind(("0.0.0.0", node.api_port)).unwrap();
+    let mut d = Daemon::spawn(&node, &[]);
+    let code = d.wait_exit(Duration::from_secs(15));
+    let log = d.log_text();
+    assert!(
+        matches!(code, Some(c) if c != 0 && c != 143),
+        "exit {code:?}: {log}"
+    );
+    assert!(log.contains("cannot listen on"), "{log}");
+    assert!(log.contains(&node.api_port.to_string()), "{log}");
+    assert!(
+        !log.contains("LiveKit spawned"),
+        "LiveKit was started: {log}"
+    );
+    assert!(!node.path().join("run/livekit.yaml").exists());
 }

@@ -13,6 +13,8 @@
 mod support;
 
 mod cli;
+mod exhaustion;
+mod hostile;
 mod inprocess;
 mod lifecycle;
 mod supervision;

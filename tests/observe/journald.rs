@@ -72,7 +72,7 @@ async fn journal_entries_carry_node_room_and_livekit_fields() {
         .arg(p.join("nodes"))
         .args(["run", "--instance", "main"])
         .env("JOURNAL_STREAM", "8:12345")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,airclass_node::cluster::main::join=debug") // joins are logged at debug (issue 10)
         .env("RUNTIME_DIRECTORY", p.join("run"))
         .env_remove("NOTIFY_SOCKET")
         .stdout(std::process::Stdio::null())

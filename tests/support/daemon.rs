@@ -33,6 +33,8 @@ pub struct Daemon {
     /// A snapshot of the inbox, refreshed by the `wait_*`/`collect_*` calls.
     pub notes: Vec<Notify>,
     pub api: String,
+    /// The client for [`Daemon::get_json`] (default: plain HTTP); an HTTPS one for a TLS API.
+    pub https: Option<reqwest::Client>,
     pub livekit_port: u16,
     pids_seen: Vec<u32>,
 }
@@ -44,6 +46,17 @@ impl Daemon {
     /// (which may set `WATCHDOG_USEC`, `RUST_LOG`, `STANDIN_*` switches, …). Its output goes to
     /// `DIR/daemon.log`.
     pub fn spawn(node: &NodeDir, env: &[(&str, &str)]) -> Self {
+        Self::spawn_limited(node, env, None)
+    }
+
+    /// [`Daemon::spawn`] with the daemon's `RLIMIT_NOFILE` set to `(soft, hard)` (systemd's
+    /// default without `LimitNOFILE=` is a soft limit of 1024).
+    pub fn spawn_with_nofile(node: &NodeDir, env: &[(&str, &str)], soft: u64, hard: u64) -> Self {
+        Self::spawn_limited(node, env, Some((soft, hard)))
+    }
+
+    #[allow(unsafe_code)]
+    fn spawn_limited(node: &NodeDir, env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Self {
         airclass_node::tls::install_crypto_provider();
         let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
         let sock_path = node.path().join(format!("notify-{n}"));
@@ -59,6 +72,17 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        if let Some((soft, hard)) = nofile {
+            use nix::sys::resource::{setrlimit, Resource};
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
+            // and nothing is allocated.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = cmd.spawn().unwrap();
         let inbox = Arc::new(Mutex::new(Vec::new()));
         let stop_reader = Arc::new(AtomicBool::new(false));
@@ -71,6 +95,7 @@ impl Daemon {
             spawned: clock::now(),
             notes: Vec::new(),
             api: node.api_url(),
+            https: None,
             livekit_port: node.livekit_port,
             pids_seen: Vec::new(),
         }
@@ -143,7 +168,10 @@ impl Daemon {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = http()
+        let r = self
+            .https
+            .clone()
+            .unwrap_or_else(http)
             .get(format!("{}{}", self.api, path))
             .timeout(Duration::from_secs(5))
             .send()

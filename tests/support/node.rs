@@ -258,6 +258,49 @@ impl NodeDir {
         self.dir.path()
     }
 
+    /// A self-signed certificate for `localhost` and `127.0.0.1` (openssl) in `DIR/api.crt` and
+    /// `DIR/api.key`, configured as the control API's TLS files in `nodes/INSTANCE.toml`
+    /// (appended to what is there).
+    pub fn use_self_signed_tls(&self) -> (PathBuf, PathBuf) {
+        let (cert, key) = (self.path().join("api.crt"), self.path().join("api.key"));
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "openssl cannot make a test certificate: install it with `apt-get install -y openssl`"
+        );
+        let file = self
+            .path()
+            .join("nodes")
+            .join(format!("{}.toml", self.instance));
+        let mut text = std::fs::read_to_string(&file).unwrap_or_default();
+        text.push_str(&format!(
+            "\n[api]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ));
+        std::fs::write(file, text).unwrap();
+        (cert, key)
+    }
+
     /// `http://127.0.0.1:API_PORT`.
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)

@@ -320,13 +320,44 @@ fn missing_and_malformed_headers() {
             "{bad_sig:?}"
         );
     }
-    // Upper-case hex signatures are the same bytes and are accepted.
-    let upper = sig.to_uppercase();
+    // Lowercase hex only (docs/protocol.md §2): an upper- or mixed-case spelling of the right
+    // signature is refused as malformed, before any comparison.
+    let mixed: String = sig
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    for other_case in [sig.to_uppercase(), mixed] {
+        assert_ne!(other_case, sig, "the test signature has letters");
+        let got = check(
+            &mut v,
+            ReceivedHeaders {
+                signature: Some(&other_case),
+                ..full
+            },
+        );
+        assert!(
+            matches!(
+                got,
+                Err(AuthError::BadFormat {
+                    header: HEADER_SIGNATURE,
+                    ..
+                })
+            ),
+            "{other_case:?}: {got:?}"
+        );
+    }
     assert_eq!(
         check(
             &mut v,
             ReceivedHeaders {
-                signature: Some(&upper),
+                signature: Some(&sig),
                 ..full
             }
         ),

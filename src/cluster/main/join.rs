@@ -233,7 +233,7 @@ async fn join_inner(
     let (node, livekit_url, reason) = main.place(&room).await?;
     metrics::placement(t0.elapsed());
     let (token, expires_at) = main.mint_token(&room, &jr)?;
-    tracing::info!(room = %room, node = %node, role = ?jr.role, outcome = metrics::placement_outcome(reason), "join placed");
+    tracing::debug!(room = %room, node = %node, role = ?jr.role, outcome = metrics::placement_outcome(reason), "join placed");
     let answer = JoinResponse {
         room,
         node,

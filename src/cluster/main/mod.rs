@@ -128,6 +128,8 @@ pub struct Main {
     app_token: Option<AppTokenCheck>,
     store: Option<Store>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Refusals in the log: one summary line per code per window (`logging::Summary`).
+    refusal_log: crate::logging::Summary,
     /// Main's own LiveKit RoomService: the cluster-wide room list and CreateRoom on any node.
     rooms: Rooms,
     /// One ListRooms of main's own LiveKit at a time, its answer shared (`join::cluster_rooms`).
@@ -190,6 +192,7 @@ impl Main {
             app_token,
             store,
             refused: Mutex::new(BTreeMap::new()),
+            refusal_log: crate::logging::Summary::new(crate::logging::SUMMARY_WINDOW, log_refusals),
             room_list: Default::default(),
             identity: super::protocol::new_identity(&mut rand::thread_rng()),
         })
@@ -235,6 +238,7 @@ impl Main {
         if let Some(v) = &self.verifier {
             v.evict(clock::unix_now());
         }
+        self.refusal_log.flush();
         t
     }
 
@@ -252,7 +256,8 @@ impl Main {
         lock(&self.refused).clone()
     }
 
-    /// Count and log a refusal; nothing else changes.
+    /// Count a refusal (per code) and log it in a rate-limited summary: one line per code per
+    /// window with the count and one sample, its header values truncated; nothing else changes.
     fn refuse(
         &self,
         path: &str,
@@ -263,7 +268,10 @@ impl Main {
         let message = message.into();
         *lock(&self.refused).entry(code.as_str()).or_insert(0) += 1;
         crate::metrics::refused(code);
-        tracing::warn!(path, node = node.unwrap_or("-"), code = code.as_str(), reason = %message, "request refused");
+        self.refusal_log.note(code.as_str(), || {
+            let node = crate::logging::truncate(node.unwrap_or("-"), 64);
+            format!("{path} node={node}: {message}")
+        });
         Refusal { code, message }
     }
 
@@ -306,6 +314,17 @@ impl Main {
     pub fn view_rows(&self) -> Vec<ViewRow> {
         self.membership().view_rows(clock::now())
     }
+}
+
+/// One WARN per refusal code per window: how many, and the latest (truncated) sample.
+fn log_refusals(r: &crate::logging::Report) {
+    tracing::warn!(
+        code = r.key,
+        count = r.count,
+        window_s = crate::logging::SUMMARY_WINDOW.as_secs(),
+        sample = %r.sample,
+        "requests refused"
+    );
 }
 
 /// Start the main role (clustered main, or the standalone join endpoint): register main in its

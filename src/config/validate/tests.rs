@@ -166,6 +166,33 @@ fn bad_07_toml_syntax() {
 }
 
 #[test]
+fn bad_07b_toml_syntax_never_echoes_the_line() {
+    // a missing closing quote on a URL that (wrongly) carries a password
+    let f = Fixture::new(
+        "[node]\nmode = \"main\"\n[redis]\nurl = \"redis://:hunter2secret@10.0.0.1:6379\n",
+    );
+    let p = one_problem(&f, "main", "-", "not valid TOML at line 4, column 44");
+    let text = p.to_string();
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert!(!text.contains("10.0.0.1"), "{text}");
+    assert!(text.contains("(in the value of url)"), "{text}");
+    assert!(text.contains("expected `\"`"), "{text}");
+}
+
+#[test]
+fn bad_07c_unparsable_redis_url_hides_its_password() {
+    let f = Fixture::new(
+        "[node]\nmode = \"main\"\n[redis]\nurl = \"redis://:hunter2secret@host:notaport\"\n",
+    );
+    let problems = f.resolve("main").unwrap_err();
+    let all = format!("{problems:?}");
+    assert!(all.contains("redis.url"), "{all}");
+    assert!(!all.contains("hunter2secret"), "{all}");
+    assert_eq!(redact_userinfo("redis://u:p@h:1/0"), "redis://***@h:1/0");
+    assert_eq!(redact_userinfo("redis://h:1/a@b"), "redis://h:1/a@b");
+}
+
+#[test]
 fn bad_08_missing_explicit_config() {
     let f = Fixture::new("");
     std::fs::remove_file(f.path().join("airclass.toml")).unwrap();
