@@ -654,6 +654,8 @@ import json, sys
 p = json.loads(sys.argv[1]); n = json.loads(sys.argv[2])["nftables"]
 want = {"tcp": {(p["livekit_port"],) * 2, (p["rtc_tcp_port"],) * 2, (p["api_port"],) * 2},
         "udp": {(p["rtc_udp_start"], p["rtc_udp_end"]), (p["mdns_port"],) * 2}}
+if p.get("livekit_metrics_port"):  # LiveKit's own Prometheus port, opened with the node's ports
+    want["tcp"].add((p["livekit_metrics_port"],) * 2)
 got, chains, other = {}, [], []
 for o in n:
     if "chain" in o:

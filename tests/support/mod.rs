@@ -25,29 +25,17 @@ pub mod redis;
 #[path = "../common/signal.rs"]
 pub mod signal;
 
-use std::path::Path;
+#[path = "../common/figures.rs"]
+mod figures;
+/// Print a measured figure (`tests/common/figures.rs`: one writer for every suite).
+#[allow(unused_imports)] // not every suite records figures
+pub use figures::figure;
 
 /// The daemon under test.
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_airclass-node");
 /// TEST DOUBLE: the LiveKit stand-in (`tests/livekit-standin/`), for faults only it can show
 /// ([`node::NodeSpec::standin`]); nodes run the real livekit-server by default.
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_livekit-standin");
-
-/// Print a measured figure in a form the test log keeps; also appended to
-/// `target/test-logs/figures.txt`, which the test command prints at the end.
-pub fn figure(name: &str, value: impl std::fmt::Display) {
-    use std::io::Write;
-    println!("FIGURE {name}: {value}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("figures.txt"))
-    {
-        let _ = writeln!(f, "{name}: {value}");
-    }
-}
 
 /// An HTTP client for talking to daemons (no proxy, the crate's checked constructor).
 pub fn http() -> reqwest::Client {
