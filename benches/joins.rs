@@ -10,7 +10,7 @@
 //!
 //! Rows: "placed" — 500 rooms joined once before the run, so every join finds its room placed;
 //! "new" — every join names a room never seen (main reads LiveKit's `room_node_map`, hashes,
-//! calls CreateRoom on its own LiveKit — the stand-in, a test double — and reads the map back).
+//! calls CreateRoom on its own LiveKit — the real livekit-server — and reads the map back).
 //! The seed stack has no placement memory: every join hashes over every node, placed or not.
 //! Nodes other than main are simulated by this process (signed register, heartbeats every 5 s).
 //! Per row: joins/s, latency p50/p99 (wrk), non-2xx answers, the server's CPU per join (utime +
@@ -370,7 +370,7 @@ async fn warm_rooms(base: &str) {
     }
 }
 
-/// Our main daemon (release build, stand-in LiveKit) on `redis`, logging at warn.
+/// Our main daemon (release build, the real livekit-server) on `redis`, logging at warn.
 async fn ours(redis: &Redis) -> (support::node::NodeDir, Daemon) {
     let dir = NodeSpec::main("main")
         .redis(redis.url())
