@@ -75,9 +75,30 @@ disk_check() {
   echo "free disk: $(df --output=avail -BG "$ROOT/target" | tail -1 | tr -d ' ') at target/"
 }
 
+# Cargo's build output is cached across clones (as the Go build, the Debian base and the image
+# are): target/debug and target/release are links into $AIRCLASS_CACHE/cargo-target, so a second
+# run from a fresh clone rebuilds only this crate, not its ~300 dependencies (cargo keys those by
+# version, features and profile, not by the checkout's path). Logs and screenshots stay in
+# target/. AIRCLASS_BUILD_CACHE=0 builds in place; a target/debug that already exists is used.
+link_build_cache() {
+  [[ ${AIRCLASS_BUILD_CACHE:-1} == 1 ]] || { echo "build cache off: building in target/"; return 0; }
+  local c=${AIRCLASS_CACHE:-/var/tmp/airclass-cache}/cargo-target p gib
+  mkdir -p "$c" target
+  gib=$(du -s -BG "$c" 2>/dev/null | cut -f1 | tr -dc 0-9)
+  if [[ -n $gib && $gib -gt ${AIRCLASS_BUILD_CACHE_MAX_GIB:-16} ]]; then
+    echo "build cache $c is ${gib} GiB (over ${AIRCLASS_BUILD_CACHE_MAX_GIB:-16}): emptied"
+    rm -rf "${c:?}"/*
+  fi
+  for p in debug release; do
+    if [[ -e target/$p || -L target/$p ]]; then echo "target/$p: $(readlink -f "target/$p")"; continue; fi
+    mkdir -p "$c/$p" && ln -s "$c/$p" "target/$p" && echo "target/$p -> $c/$p (build cache)"
+  done
+}
+
 install_deps() {
   [[ $EUID == 0 ]] || { echo "run as root (apt-get, nftables, containers)"; return 1; }
   disk_check || return 1
+  link_build_cache || return 1
   local pkgs=(redis-server nftables systemd-container debootstrap lintian nix-bin avahi-utils
               iproute2 curl python3 python3-venv dpkg-dev gzip util-linux procps
               chromium chromium-driver)
