@@ -442,6 +442,14 @@ mod tests {
                 "still open after the header timeout: {r:?}"
             );
         }
+        // the client sees the close before the connection's task has dropped its slot: wait
+        // (bounded) for the books to settle, then check them
+        let settle = crate::clock::now() + Duration::from_secs(5);
+        while (conns.open() != 0 || conns.snapshot().header_timeouts < 2)
+            && crate::clock::now() < settle
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             conns.snapshot().header_timeouts,
             2,
