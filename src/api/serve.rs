@@ -346,6 +346,30 @@ fn report_pressure(last: &Snapshot, now: Snapshot) -> Snapshot {
 mod tests {
     use super::*;
 
+    /// `serve` on a loopback port of its own: header and request timeouts in seconds, a cap.
+    async fn start(
+        app: Router,
+        header_secs: u64,
+        request_secs: u64,
+        cap: usize,
+    ) -> (SocketAddr, Arc<Connections>, CancellationToken, TaskTracker) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bound = Bound {
+            listener,
+            addr,
+            tls: None,
+        };
+        let limits = Limits {
+            header_timeout: Duration::from_secs(header_secs),
+            request_timeout: Duration::from_secs(request_secs),
+        };
+        let conns = Connections::new(cap);
+        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+        serve(bound, app, limits, conns.clone(), cancel.clone(), &tracker);
+        (addr, conns, cancel, tracker)
+    }
+
     /// The cap over TCP: two requests whose handler is still working hold both slots, so a
     /// third connection is refused at once with the documented JSON `503 busy`; the two are
     /// then answered.
@@ -362,20 +386,7 @@ mod tests {
                 "done"
             }),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let bound = Bound {
-            listener,
-            addr,
-            tls: None,
-        };
-        let limits = Limits {
-            header_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-        };
-        let conns = Connections::new(2);
-        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
-        serve(bound, app, limits, conns.clone(), cancel.clone(), &tracker);
+        let (addr, conns, cancel, tracker) = start(app, 5, 5, 2).await;
         let get = |path: &'static str| async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -413,20 +424,7 @@ mod tests {
     async fn idle_and_silent_connections_are_closed_after_the_header_timeout() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let app = Router::new().route("/ok", axum::routing::get(|| async { "ok" }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let bound = Bound {
-            listener,
-            addr,
-            tls: None,
-        };
-        let limits = Limits {
-            header_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(30),
-        };
-        let conns = Connections::new(16);
-        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
-        serve(bound, app, limits, conns.clone(), cancel.clone(), &tracker);
+        let (addr, conns, cancel, tracker) = start(app, 1, 30, 16).await;
         let mut kept = TcpStream::connect(addr).await.unwrap();
         kept.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
             .await

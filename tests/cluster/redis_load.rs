@@ -8,25 +8,13 @@ use std::time::Duration;
 
 use airclass_node::clock::Instant;
 use airclass_node::cluster::store::{Store, CLUSTER_ID_KEY};
-use airclass_node::config::RedisTarget;
 use airclass_node::daemon::RunOptions;
-use airclass_node::redis_conn::RedisConn;
 use serde_json::json;
 
 use crate::roles::*;
 use crate::support::inproc::InProcess;
 use crate::support::node::NodeSpec;
 use crate::support::redis::Redis;
-
-fn conn(r: &Redis) -> RedisConn {
-    let t = RedisTarget {
-        address: format!("127.0.0.1:{}", r.port),
-        username: None,
-        db: 0,
-        tls: false,
-    };
-    RedisConn::open(&t, None).unwrap()
-}
 
 /// `redis-cli` against the test's Redis (its own connection counts once per call).
 fn cli(r: &Redis, args: &[&str]) -> String {
@@ -53,7 +41,7 @@ fn connections_received(r: &Redis) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_room_joins_share_one_redis_connection() {
     let redis = Redis::start();
-    let m = MainServer::start(Duration::from_secs(5), Some(Store::new(conn(&redis)))).await;
+    let m = MainServer::start(Duration::from_secs(5), Some(Store::new(redis_conn(&redis)))).await;
     let before = connections_received(&redis);
     let n = 400;
     let t0 = Instant::now();

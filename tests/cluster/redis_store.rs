@@ -6,23 +6,12 @@ use std::time::Duration;
 use airclass_node::cluster::claim_redis;
 use airclass_node::cluster::placement;
 use airclass_node::cluster::store::{Claim, Store, StoreError, CLUSTER_ID_KEY};
-use airclass_node::config::RedisTarget;
 use airclass_node::redis_conn::RedisConn;
 use prost::Message;
 use serde_json::json;
 
 use crate::roles::*;
 use crate::support::redis::Redis;
-
-fn probe(r: &Redis) -> RedisConn {
-    let t = RedisTarget {
-        address: format!("127.0.0.1:{}", r.port),
-        username: None,
-        db: 0,
-        tls: false,
-    };
-    RedisConn::open(&t, None).unwrap()
-}
 
 async fn cmd<T: redis::FromRedisValue>(p: &RedisConn, c: &redis::Cmd) -> T {
     p.query(c, Duration::from_secs(3)).await.unwrap()
@@ -31,7 +20,7 @@ async fn cmd<T: redis::FromRedisValue>(p: &RedisConn, c: &redis::Cmd) -> T {
 #[tokio::test]
 async fn marker_is_claimed_once_and_another_cluster_is_refused() {
     let r = Redis::start();
-    let p = probe(&r);
+    let p = redis_conn(&r);
     let store = Store::new(p.clone());
     assert_eq!(
         store.claim_cluster_id("alpha").await.unwrap(),
@@ -57,7 +46,7 @@ async fn marker_is_claimed_once_and_another_cluster_is_refused() {
 #[tokio::test]
 async fn livekit_room_node_map_keeps_a_live_room_on_its_node() {
     let r = Redis::start();
-    let p = probe(&r);
+    let p = redis_conn(&r);
     let m = MainServer::start(Duration::from_secs(1), Some(Store::new(p.clone()))).await;
     // node-1 reports its LiveKit's node id (ND_x) in its heartbeats, as a daemon does from
     // LiveKit's ready line

@@ -28,6 +28,17 @@ pub use crate::support::{figure, http};
 
 pub const CLUSTER: &str = "airclass-test";
 
+/// The daemon's own Redis connection to a test `redis-server` on loopback.
+pub fn redis_conn(r: &crate::support::redis::Redis) -> airclass_node::redis_conn::RedisConn {
+    let t = airclass_node::config::RedisTarget {
+        address: format!("127.0.0.1:{}", r.port),
+        username: None,
+        db: 0,
+        tls: false,
+    };
+    airclass_node::redis_conn::RedisConn::open(&t, None).unwrap()
+}
+
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
