@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -57,29 +56,15 @@ impl Server {
     }
 }
 
-/// A TCP port that was free on every address a moment ago.
+/// A port of this process's own (TCP and UDP, every address), below the ephemeral range so no
+/// outgoing connection of another test takes it meanwhile (`ports.rs`).
 pub fn free_port() -> u16 {
-    loop {
-        let l = TcpListener::bind("0.0.0.0:0").expect("bind port 0");
-        let p = l.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("0.0.0.0", p)).is_ok() {
-            return p;
-        }
-    }
+    super::ports::take(1)
 }
 
-/// `n` consecutive ports free for TCP and UDP on every address (best effort).
+/// `n` consecutive ports of this process's own (`ports.rs`).
 pub fn free_block(n: u16) -> u16 {
-    for _ in 0..500 {
-        let start = 20000 + (rand::random::<u16>() % 30000);
-        let ok = (start..start + n).all(|p| {
-            TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
-        });
-        if ok {
-            return start;
-        }
-    }
-    panic!("no block of {n} free ports");
+    super::ports::take(n)
 }
 
 /// A minimal valid config: HTTP `port`, ICE/TCP `tcp_port`, a (lazily bound) ICE range,

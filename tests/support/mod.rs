@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod inproc;
 pub mod link;
 pub mod node;
+#[path = "../common/ports.rs"]
 pub mod ports;
 #[path = "../common/real_livekit.rs"]
 pub mod real_livekit;

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -16,7 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 pub const BLOCK: u16 = 32;
 const LOWEST: u16 = 20_000;
 
-/// A reserved block; the ports are free for TCP and UDP on 127.0.0.1 when it is handed out.
+/// A reserved block; the ports are free for TCP and UDP on every address when it is handed out.
 pub struct PortBlock {
     pub start: u16,
     _lock: Flock<File>,
@@ -44,10 +45,36 @@ impl PortBlock {
     }
 
     /// Port `i` of the block.
+    #[allow(dead_code)] // the contract suite takes ports with `take`
     pub fn port(&self, i: u16) -> u16 {
         assert!(i < BLOCK, "port {i} is outside a block of {BLOCK}");
         self.start + i
     }
+}
+
+/// Blocks this process holds until it exits, and how many ports of the last one are handed out.
+static POOL: Mutex<Vec<(PortBlock, u16)>> = Mutex::new(Vec::new());
+
+/// `n` consecutive ports (`n` ≤ [`BLOCK`]) out of blocks this process reserves and keeps until
+/// it exits: for tests that spawn servers with plain port numbers (nextest runs each test in a
+/// process of its own, so nothing accumulates).
+pub fn take(n: u16) -> u16 {
+    assert!(
+        (1..=BLOCK).contains(&n),
+        "take({n}): between 1 and {BLOCK} ports"
+    );
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((block, used)) = pool.last_mut() {
+        if *used + n <= BLOCK {
+            let first = block.start + *used;
+            *used += n;
+            return first;
+        }
+    }
+    let block = PortBlock::reserve();
+    let first = block.start;
+    pool.push((block, n));
+    first
 }
 
 fn try_lock(path: PathBuf) -> Option<Flock<File>> {
@@ -60,9 +87,10 @@ fn try_lock(path: PathBuf) -> Option<Flock<File>> {
     Flock::lock(f, FlockArg::LockExclusiveNonblock).ok()
 }
 
+/// Free on every address (servers under test bind `0.0.0.0` as well as `127.0.0.1`).
 fn free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
 }
 
 /// The lowest ephemeral port (32768 when the kernel does not say).
