@@ -264,37 +264,61 @@ impl Server {
         }
     }
 
-    /// Every connection is busy: a short 503 (plain HTTP; over TLS just the close), then close.
+    /// Every connection is busy: a short JSON 503, then close. Over TLS the answer needs a
+    /// handshake first; both ride on one of [`LINGERING`] refusal slots (bounded work, at most
+    /// a second or the header timeout each); without a free slot the connection is just closed.
     fn refuse_busy(&self, stream: TcpStream) {
-        if self.tls.is_some() {
+        let answer = busy_answer(self.conns.cap());
+        let Ok(permit) = self.lingering.clone().try_acquire_owned() else {
+            if self.tls.is_none() {
+                let _ = stream.try_write(answer.as_bytes());
+            }
             return;
-        }
-        let body = format!(
-            "{{\"error\":\"busy\",\"message\":\"too many connections (at most {}); retry shortly\"}}",
-            self.conns.cap()
+        };
+        let (tls, budget) = (
+            self.tls.clone(),
+            self.limits.header_timeout.min(REFUSAL_HANDSHAKE),
         );
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.try_write(answer.as_bytes());
-        // read what the client sent for a moment so the close is a FIN, not a reset that
-        // could discard the answer; without a free slot, close at once
-        if let Ok(permit) = self.lingering.clone().try_acquire_owned() {
-            self.tracker.spawn(async move {
-                linger(stream).await;
-                drop(permit);
-            });
-        }
+        self.tracker.spawn(async move {
+            match tls {
+                None => linger(stream, answer).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(tls)) = tokio::time::timeout(budget, acceptor.accept(stream)).await
+                    {
+                        linger(tls, answer).await;
+                    }
+                }
+            }
+            drop(permit);
+        });
     }
 }
 
-/// Half-close and drain a refused connection for up to a second.
-async fn linger(mut stream: TcpStream) {
+/// Longest a refused TLS client may take over its handshake before it is just closed.
+const REFUSAL_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// The documented `503 busy` answer (JSON body, `retry-after: 1`, `connection: close`).
+fn busy_answer(cap: usize) -> String {
+    let body = format!(
+        "{{\"error\":\"busy\",\"message\":\"too many connections (at most {cap}); retry shortly\"}}"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Write `answer`, half-close, and drain what the client still sends (so the close is a FIN,
+/// not a reset that could discard the answer): a second at most.
+async fn linger<S>(mut stream: S, answer: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = stream.shutdown().await;
-    let mut buf = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 1024];
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;
@@ -353,12 +377,22 @@ mod tests {
         request_secs: u64,
         cap: usize,
     ) -> (SocketAddr, Arc<Connections>, CancellationToken, TaskTracker) {
+        start_with(app, header_secs, request_secs, cap, None).await
+    }
+
+    async fn start_with(
+        app: Router,
+        header_secs: u64,
+        request_secs: u64,
+        cap: usize,
+        tls: Option<TlsAcceptor>,
+    ) -> (SocketAddr, Arc<Connections>, CancellationToken, TaskTracker) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bound = Bound {
             listener,
             addr,
-            tls: None,
+            tls,
         };
         let limits = Limits {
             header_timeout: Duration::from_secs(header_secs),
@@ -420,6 +454,99 @@ mod tests {
 
     /// A keep-alive connection that goes idle after its answer, and one that never sends a
     /// byte, are both closed after `header_timeout` and counted.
+    /// A self-signed certificate for 127.0.0.1 (openssl) and a client that trusts only it.
+    fn test_tls(dir: &std::path::Path) -> (TlsAcceptor, tokio_rustls::TlsConnector) {
+        use rustls::pki_types::pem::PemObject;
+        let (cert, key) = (dir.join("t.crt"), dir.join("t.key"));
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "openssl cannot make a test certificate: apt-get install -y openssl"
+        );
+        let acceptor = load_tls(cert.to_str().unwrap(), key.to_str().unwrap()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&cert).unwrap();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (acceptor, tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    /// The cap over TLS: with both slots busy in the handler, a newcomer still gets the
+    /// handshake and the same JSON `503 busy` (not a bare close), on a refusal slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn all_busy_at_the_cap_over_tls_is_a_clear_json_503() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        static ENTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static RELEASE: Semaphore = Semaphore::const_new(0);
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                ENTERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = RELEASE.acquire().await;
+                "done"
+            }),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, connector) = test_tls(dir.path());
+        let (addr, conns, cancel, tracker) = start_with(app, 5, 5, 2, Some(acceptor)).await;
+        let get = move |path: &'static str| {
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::from(addr.ip());
+                let mut s = connector.connect(name, tcp).await.unwrap();
+                let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                s.write_all(req.as_bytes()).await.unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out).await;
+                String::from_utf8_lossy(&out).into_owned()
+            }
+        };
+        let slow: Vec<_> = (0..2).map(|_| tokio::spawn(get.clone()("/slow"))).collect();
+        while ENTERED.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = get("/slow").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        let body = refused.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "busy", "{v}");
+        assert_eq!(conns.snapshot().refused_busy, 1);
+        RELEASE.add_permits(2);
+        for t in slow {
+            let answer = t.await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_and_silent_connections_are_closed_after_the_header_timeout() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
