@@ -169,7 +169,15 @@ stage deb env LINTIAN=1 scripts/build-deb.sh
 
 echo
 echo "---------------- summary ($(el "$T0") s)"
-printf '%s\n' "${RESULTS[@]}"
 grep -h '^FIGURE\|FIGURE ' "$LOGDIR"/*.log 2>/dev/null | sed 's/^.*FIGURE /FIGURE /' | sort -u | head -60 || true
+for r in "${RESULTS[@]}"; do  # the end of each failed stage's log, named
+  [[ $r == FAIL* ]] || continue
+  n=${r#FAIL  }; n=${n%% *}
+  echo "---------------- last lines of $n ($LOGDIR/$n.log)"
+  grep -v '^\s*PASS \[' "$LOGDIR/$n.log" 2>/dev/null | tail -n 25 || true
+done
+echo "---------------- stages"
+# last, so the tail of the output (what CI keeps) names every stage and how it ended
+printf '%s\n' "${RESULTS[@]}"
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED == 0 ]]
