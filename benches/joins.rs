@@ -6,9 +6,12 @@
 //! root, a missing tool is installed with apt-get; the seed stack's venv is built once by
 //! `benches/seed-stack/venv.sh` (pip, pinned) and cached). Knobs (env):
 //! `JOINS_SECS` (wrk duration per row, default 10), `JOINS_REPS` (runs of the key rows, default
-//! 3), `AIRCLASS_DAEMON_UNDER_TEST` (another `airclass-node` binary, e.g. an older build).
+//! 3), `JOINS_PEER` (0: skip the seed stack), `AIRCLASS_DAEMON_UNDER_TEST` (another
+//! `airclass-node` binary, e.g. an older build).
 //!
-//! Rows: "placed" — 500 rooms joined once before the run, so every join finds its room placed;
+//! Rows: "healthz" — `GET /healthz`, a constant answer: the floor of this setup (HTTP stack,
+//! wrk and the scheduler sharing the machine's cores), to read the join rows against;
+//! "placed" — 500 rooms joined once before the run, so every join finds its room placed;
 //! "new" — every join names a room never seen (main reads LiveKit's `room_node_map`, hashes,
 //! calls CreateRoom on its own LiveKit — the real livekit-server — and reads the map back).
 //! The seed stack has no placement memory: every join hashes over every node, placed or not.
@@ -122,7 +125,15 @@ fn sim_stats(i: usize) -> NodeStats {
     }
 }
 
-async fn post_signed(c: &reqwest::Client, base: &str, path: &str, node: &str, body: Vec<u8>) {
+/// Sign and POST `body`; the server's status, or the transport error (an overloaded peer may
+/// reset a heartbeat: counted by the caller, not a panic in the background).
+async fn try_post_signed(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    node: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
     let secret = ClusterSecret::from_text(CLUSTER_SECRET).unwrap();
     let h = auth::sign_request(
         &secret,
@@ -139,8 +150,15 @@ async fn post_signed(c: &reqwest::Client, base: &str, path: &str, node: &str, bo
     for (k, v) in h.pairs() {
         rb = rb.header(k, v);
     }
-    let r = rb.body(body).send().await.unwrap();
-    assert!(r.status().is_success(), "{path} for {node}: {}", r.status());
+    Ok(rb.body(body).send().await?.status())
+}
+
+async fn post_signed(c: &reqwest::Client, base: &str, path: &str, node: &str, body: Vec<u8>) {
+    let r = try_post_signed(c, base, path, node, body).await;
+    assert!(
+        r.as_ref().is_ok_and(|s| s.is_success()),
+        "{path} for {node}: {r:?}"
+    );
 }
 
 /// Register `node-1 … node-(n-1)` at `base` and heartbeat them every 5 s until dropped.
@@ -195,10 +213,23 @@ async fn simulate(base: &str, n: usize) -> SimNodes {
                     stats: sim_stats(i),
                 };
                 let body = serde_json::to_vec(&h).unwrap();
-                post_signed(&c, &base, "/api/cluster/heartbeat", &name, body).await;
+                let path = "/api/cluster/heartbeat";
+                match try_post_signed(&c, &base, path, &name, body).await {
+                    Ok(s) if s.is_success() => {}
+                    other => lost_heartbeat(&name, other),
+                }
             }
         }
     }))
+}
+
+/// A heartbeat the server did not take (printed once per 1000, so an overloaded peer shows).
+fn lost_heartbeat(node: &str, what: Result<reqwest::StatusCode, reqwest::Error>) {
+    static LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n.is_multiple_of(1000) {
+        println!("heartbeat lost ({} so far): {node}: {what:?}", n + 1);
+    }
 }
 
 // ---------------------------------------------------------------- wrk
@@ -266,14 +297,32 @@ request = function()
 end
 "#
     );
+    let lua = match env_u64("JOINS_DELAY_MS", 0) {
+        0 => lua,
+        d => format!("{lua}delay = function() return {d} end\n"),
+    };
     let p = dir.join(format!("{name}.lua"));
     std::fs::write(&p, lua).unwrap();
     p
 }
 
+/// The Lua of the floor row: `GET /healthz` (a constant answer: HTTP, wrk and the scheduler
+/// alone, no join work), so the join rows can be read against it.
+fn floor_script(dir: &Path) -> PathBuf {
+    let p = dir.join("healthz.lua");
+    std::fs::write(
+        &p,
+        "request = function() return wrk.format(\"GET\", \"/healthz\") end\n",
+    )
+    .unwrap();
+    p
+}
+
 fn run_wrk(url: &str, script: &Path, secs: u64) -> Wrk {
+    let args = std::env::var("JOINS_WRK_ARGS").unwrap_or_else(|_| "-t2 -c16".into());
     let out = Command::new("wrk")
-        .args(["-t2", "-c16", &format!("-d{secs}s"), "--latency", "-s"])
+        .args(args.split_whitespace())
+        .args([&format!("-d{secs}s"), "--latency", "-s"])
         .arg(script)
         .arg(url)
         .output()
@@ -504,6 +553,13 @@ async fn bench_ours(plan: &Plan, nodes: usize, rows: &mut Vec<Row>) -> u64 {
         url: dir.api_url(),
         redis: Some(&redis),
     };
+    // the floor of this setup: the same HTTP stack and wrk, an endpoint that does nothing
+    rows.push(measure(
+        &t,
+        "healthz",
+        &floor_script(plan.dir.path()),
+        plan.secs,
+    ));
     for _ in 0..plan.reps {
         rows.push(measure(&t, "placed", &placed, plan.secs));
     }
@@ -573,7 +629,8 @@ fn main() {
         reps: env_u64("JOINS_REPS", 3) as usize,
         dir: tempfile::tempdir().unwrap(),
     };
-    let python = seed_python();
+    // JOINS_PEER=0: ours only (a quicker inner loop; the figures then have no peer)
+    let python = (env_u64("JOINS_PEER", 1) != 0).then(seed_python);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -589,8 +646,10 @@ fn main() {
         for nodes in [3usize, 1000] {
             let kib = bench_ours(&plan, nodes, &mut rows).await;
             rss.push((format!("ours ({nodes} nodes run)"), kib));
-            let kib = bench_seed(&plan, &python, nodes, &mut rows).await;
-            rss.push((format!("seed ({nodes} nodes run)"), kib));
+            if let Some(python) = &python {
+                let kib = bench_seed(&plan, python, nodes, &mut rows).await;
+                rss.push((format!("seed ({nodes} nodes run)"), kib));
+            }
         }
     });
     summary(&rows, &rss);
