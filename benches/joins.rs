@@ -2,15 +2,17 @@
 //! against our main daemon and against the seed's FastAPI design (`benches/seed-stack/`, a
 //! BENCHMARK PEER, never shipped), in the same run, with 3 and with 1000 registered nodes.
 //!
-//! Run: `cargo bench --bench joins` (needs `wrk`, `redis-server`, `redis-cli`, python3; run as
-//! root, a missing tool is installed with apt-get; the seed stack's venv is built once by
+//! Run: `cargo bench --bench joins` (needs `wrk`, `redis-server`, `redis-cli`, `nginx`,
+//! python3; run as root, a missing tool is installed with apt-get; the seed stack's venv is built once by
 //! `benches/seed-stack/venv.sh` (pip, pinned) and cached). Knobs (env):
 //! `JOINS_SECS` (wrk duration per row, default 10), `JOINS_REPS` (runs of the key rows, default
 //! 3), `JOINS_PEER` (0: skip the seed stack), `AIRCLASS_DAEMON_UNDER_TEST` (another
 //! `airclass-node` binary, e.g. an older build).
 //!
-//! Rows: "healthz" — `GET /healthz`, a constant answer: the floor of this setup (HTTP stack,
-//! wrk and the scheduler sharing the machine's cores), to read the join rows against;
+//! Rows: "static" — nginx answering a constant 200 (a FLOOR PEER, never shipped): what wrk
+//! measures on this machine for about the fastest HTTP server there is, load generator and
+//! server sharing its cores; "healthz" — our `GET /healthz`, a constant answer: the floor of
+//! our own HTTP stack; both to read the join rows' latency against;
 //! "placed" — 500 rooms joined once before the run, so every join finds its room placed;
 //! "new" — every join names a room never seen (main reads LiveKit's `room_node_map`, hashes,
 //! calls CreateRoom on its own LiveKit — the real livekit-server — and reads the map back).
@@ -523,6 +525,76 @@ async fn sample(stack: &str, base: &str) {
     );
 }
 
+/// nginx answering a constant `200` (a FLOOR PEER, never shipped; one process, no master):
+/// what this machine's wrk setup measures for about the fastest HTTP server there is.
+struct Nginx {
+    child: Child,
+    url: String,
+    _ports: PortBlock,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx() -> Nginx {
+    let ports = PortBlock::reserve();
+    let port = ports.port(0);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; server {{ listen 127.0.0.1:{port}; \
+         location / {{ default_type application/json; return 200 '{{\"ok\":true}}'; }} }} }}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .args(["-e", &format!("{d}/error.log"), "-c"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("nginx starts (apt-get install -y nginx-core)");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nginx did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _ports: ports,
+        _dir: dir,
+    }
+}
+
+/// The floor peer's row: `GET /` on nginx under the same wrk.
+fn bench_floor(plan: &Plan, rows: &mut Vec<Row>) {
+    let n = nginx();
+    let script = plan.dir.path().join("nginx.lua");
+    std::fs::write(
+        &script,
+        "request = function() return wrk.format(\"GET\", \"/\") end\n",
+    )
+    .unwrap();
+    let t = Target {
+        stack: "nginx",
+        nodes: 0,
+        pid: n.child.id(),
+        url: n.url.clone(),
+        redis: None,
+    };
+    rows.push(measure(&t, "static", &script, plan.secs));
+}
+
 // ---------------------------------------------------------------- main
 
 struct Plan {
@@ -624,6 +696,7 @@ fn main() {
     require("wrk", "wrk");
     require("redis-server", "redis-server");
     require("redis-cli", "redis-tools");
+    require("nginx", "nginx-core");
     let plan = Plan {
         secs: env_u64("JOINS_SECS", 10),
         reps: env_u64("JOINS_REPS", 3) as usize,
@@ -643,6 +716,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut rss = Vec::new();
     rt.block_on(async {
+        bench_floor(&plan, &mut rows);
         for nodes in [3usize, 1000] {
             let kib = bench_ours(&plan, nodes, &mut rows).await;
             rss.push((format!("ours ({nodes} nodes run)"), kib));

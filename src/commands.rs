@@ -279,7 +279,8 @@ prometheus_port (LiveKit's own metrics; default 6789+N, 0 = off), log_level, dra
 health_failures, restart_budget), [redis] (url, password_file), [cluster] (id, secret_file,
 main_url, heartbeat_secs, dead_after_missed, forget_after_secs, discovery_timeout_secs,
 max_skew_secs, sysload_limit, mdns), [api] (bind, app_token_sha256_file, tls_cert_file,
-tls_key_file, max_body_bytes, max_connections, header_timeout_secs, request_timeout_secs),
+tls_key_file, max_body_bytes, max_connections, header_timeout_secs, request_timeout_secs,
+worker_threads: the daemon's runtime threads, default 1),
 [metrics] (listen: empty = GET /metrics on the control API,
 HOST:PORT = there only; token_sha256_file: require a bearer token, credential
 metrics\-token\-sha256), [grants.teacher] and [grants.student] (can_publish, can_subscribe,

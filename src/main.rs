@@ -75,6 +75,7 @@ fn run(cli: &Cli, instance: &str) -> u8 {
     }
     airclass_node::tls::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(node.config.api.worker_threads)
         .enable_all()
         .build()
     {

@@ -456,6 +456,12 @@ fn check_api(checks: &mut Checks<'_>, c: &Config, plan: Option<&PortPlan>) {
         1..=3600,
         "use e.g. 30",
     );
+    checks.in_range(
+        "api.worker_threads",
+        api.worker_threads as u64,
+        1..=64,
+        "use 1 (the default) or, for a main with very many subs on a many-core machine, 2-4",
+    );
     if plan.is_some_and(|p| p.api_port == MDNS_PORT) {
         checks.bad(
             "node.api_port",

@@ -401,3 +401,9 @@ fn missing_default_config_is_all_defaults() {
     let (n, _) = resolve(&s, "main", None).unwrap();
     assert_eq!(n.config, crate::config::Config::default());
 }
+
+#[test]
+fn bad_31_worker_threads() {
+    let f = Fixture::new("[api]\nworker_threads = 0\n");
+    one_problem(&f, "main", "api.worker_threads", "outside 1..=64");
+}
