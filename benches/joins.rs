@@ -17,7 +17,8 @@
 //! "new" — every join names a room never seen (main reads LiveKit's `room_node_map`, hashes,
 //! calls CreateRoom on its own LiveKit — the real livekit-server — and reads the map back).
 //! The seed stack has no placement memory: every join hashes over every node, placed or not.
-//! Nodes other than main are simulated by this process (signed register, heartbeats every 5 s).
+//! Nodes other than main are simulated by this process (signed register, heartbeats every 5 s,
+//! spread evenly over the period as independent subs are).
 //! Per row: joins/s, latency p50/p99 (wrk), non-2xx answers, the server's CPU per join (utime +
 //! stime from /proc), load average; for ours also the Redis connections opened (INFO stats).
 //! Everything stays on 127.0.0.1; every process is killed on drop.
@@ -204,10 +205,13 @@ async fn simulate(base: &str, n: usize) -> SimNodes {
         .await;
     }
     let base = base.to_owned();
+    // spread over the period, as independent subs are (each sub's own start and jitter):
+    // not 999 heartbeats in one burst every 5 s
+    let gap = Duration::from_secs(5) / n.max(1) as u32;
     SimNodes(tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
             for (i, id) in ids.iter().enumerate().skip(1) {
+                tokio::time::sleep(gap).await;
                 let name = format!("node-{i}");
                 let h = HeartbeatRequest {
                     name: name.clone(),

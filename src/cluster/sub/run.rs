@@ -1,6 +1,8 @@
 //! The sub loop, one step at a time: no main known → [`SubLoop::search`]; main known →
 //! [`SubLoop::exchange`] (register or heartbeat) then [`SubLoop::wait`] one heartbeat. Discovery
 //! events are handled in one place, [`SubLoop::on_event`], whichever step is waiting.
+//! Heartbeats go out up to a tenth of a period early at random ([`jittered`]), so subs drift
+//! apart instead of hitting main together.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +30,17 @@ enum Next {
     Now,
     /// Wait this long (a heartbeat period, or a quick retry).
     Wait(Duration),
+}
+
+/// Share of a heartbeat period a sub may go early by (see [`jittered`]).
+const JITTER: f64 = 0.1;
+
+/// The wait before the next heartbeat: the period shortened by up to [`JITTER`] of it (`u` in
+/// `[0, 1)`, random). Never longer, so main's suspect and dead timers are unaffected; subs that
+/// registered in the same instant (main restarted) drift apart instead of heartbeating in
+/// lockstep forever.
+pub(super) fn jittered(period: Duration, u: f64) -> Duration {
+    period.mul_f64(1.0 - JITTER * u.clamp(0.0, 1.0))
 }
 
 /// How a wait for main (no main known) ended.
@@ -265,7 +278,7 @@ impl SubLoop {
             self.main_name
         ));
         self.last_error = None;
-        Next::Wait(self.period)
+        Next::Wait(jittered(self.period, rand::random::<f64>()))
     }
 
     fn failed(&mut self, url: &str, e: CallError, registered: bool) -> Next {

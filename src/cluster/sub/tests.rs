@@ -103,3 +103,15 @@ async fn no_main_url_and_no_discovery_is_not_found_at_once() {
     assert_eq!(*status.borrow(), MAIN_NOT_FOUND);
     sub.leave(Duration::from_secs(1)).await;
 }
+
+/// The heartbeat wait is never longer than the period and at most a tenth shorter, whatever
+/// the random draw (so main's suspect/dead timers never see a late heartbeat from jitter).
+#[test]
+fn heartbeat_jitter_only_shortens_by_up_to_a_tenth() {
+    let p = Duration::from_secs(5);
+    assert_eq!(run::jittered(p, 0.0), p);
+    assert_eq!(run::jittered(p, 0.5), Duration::from_millis(4750));
+    assert!(run::jittered(p, 0.999_999) > Duration::from_millis(4500));
+    assert_eq!(run::jittered(p, 7.0), Duration::from_millis(4500));
+    assert_eq!(run::jittered(p, -1.0), p);
+}
