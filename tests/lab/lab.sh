@@ -8,7 +8,7 @@
 # with the harness in tests/lab/lib.sh, installs the .deb with apt and the real server as
 # /usr/local/bin/livekit-server, shares the secrets, runs Redis on main, starts
 # airclass-node@<name> with systemctl (subs find main over mDNS: no main_url), then runs the
-# fifteen scenarios of tests/lab/scenarios.sh and tears everything down (also after a failure, a
+# sixteen scenarios of tests/lab/scenarios.sh and tears everything down (also after a failure, a
 # signal or the LAB_TIMEOUT watchdog). No scenario uses the LiveKit stand-in. The media clients run
 # on two extra lab hosts (network namespaces on the lab bridge: the teacher's and the students').
 # Prints a final table (scenario, PASS/FAIL, figure) with the placement proof rows (2p, 13p:

@@ -23,6 +23,9 @@ fault-injection timestamp) and exits 0 when its condition held, 1 when not, 2 on
   labctl.py until STATE TIMEOUT API...         poll every node's /api/node until each LiveKit state is
                                                STATE ("ready", "degraded"): the first time per node,
                                                every state, pid and restart count seen meanwhile
+  labctl.py flood MAIN N                       N refused requests over keep-alive connections (a wrong
+                                               application token, unsigned heartbeats with an 8 KiB
+                                               header, unknown paths): answers counted by status
   labctl.py twirp LKURL METHOD BODY            one RoomService call (Twirp JSON) to a LiveKit, signed
                                                with the node's API key/secret (/etc/airclass/secrets):
                                                e.g. CreateRoom '{"name":"r","node_id":"ND_x"}'
@@ -367,6 +370,42 @@ def cmd_twirp(args):
     out({"status": st, "body": parsed}, st == 200)
 
 
+def cmd_flood(args):
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(args[0])
+    n = int(args[1])
+    junk = "x" * 8192
+    kinds = [
+        ("POST", "/api/rooms/flood/join", '{"identity":"x","role":"student"}',
+         {"Authorization": "Bearer wrong-" + junk[:200], "Content-Type": "application/json"}),
+        ("POST", "/api/cluster/heartbeat", '{"name":"node-1"}',
+         {"Content-Type": "application/json", "X-Junk": junk}),
+        ("GET", "/no/such/path/" + junk[:100], None, {}),
+    ]
+    counts, conn, t0 = {}, None, time.time()
+    for i in range(n):
+        method, path, body, headers = kinds[i % len(kinds)]
+        for attempt in range(2):
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+                conn.request(method, path, body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                counts[str(r.status)] = counts.get(str(r.status), 0) + 1
+                if (r.getheader("connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+                break
+            except Exception:  # noqa: BLE001 - a closed connection: open another, once
+                conn = None
+                if attempt:
+                    counts["error"] = counts.get("error", 0) + 1
+    out({"sent": n, "counts": counts, "secs": round(time.time() - t0, 2)},
+        ok=counts.get("error", 0) == 0)
+
+
 def cmd_place(args):
     room, nodes = args[0], args[1:]
     print(max(sorted(nodes), key=lambda n: score(room, n)))
@@ -374,7 +413,7 @@ def cmd_place(args):
 
 CMDS = {"nodes": cmd_nodes, "wait": cmd_wait, "watch-lk": cmd_watch_lk, "join": cmd_join,
         "send": cmd_send, "sample": cmd_sample, "replay": cmd_replay, "place": cmd_place,
-        "twirp": cmd_twirp, "until": cmd_until}
+        "twirp": cmd_twirp, "until": cmd_until, "flood": cmd_flood}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in CMDS:
