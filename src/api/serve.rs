@@ -368,6 +368,8 @@ fn report_pressure(last: &Snapshot, now: Snapshot) -> Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     /// `serve` on a loopback port of its own: header and request timeouts in seconds, a cap.
@@ -404,22 +406,46 @@ mod tests {
         (addr, conns, cancel, tracker)
     }
 
+    /// A router whose `GET /slow` counts the requests that reached it and holds each until
+    /// a permit is added: connections that stay busy for as long as the test wants.
+    fn slow_app() -> (Router, &'static AtomicUsize, &'static Semaphore) {
+        let entered: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let release: &'static Semaphore = Box::leak(Box::new(Semaphore::new(0)));
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(move || async move {
+                entered.fetch_add(1, Ordering::SeqCst);
+                let _ = release.acquire().await;
+                "done"
+            }),
+        );
+        (app, entered, release)
+    }
+
+    /// Until `n` requests are with the handler (so that many connections are busy).
+    async fn until_entered(entered: &AtomicUsize, n: usize) {
+        while entered.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `answer` is the documented `503 busy` with a JSON body naming the cap.
+    fn assert_busy(answer: &str, cap: usize) {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "busy", "{v}");
+        let at_most = format!("at most {cap}");
+        assert!(v["message"].as_str().unwrap().contains(&at_most), "{v}");
+    }
+
     /// The cap over TCP: two requests whose handler is still working hold both slots, so a
     /// third connection is refused at once with the documented JSON `503 busy`; the two are
     /// then answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn all_busy_at_the_cap_is_a_clear_json_503() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        static ENTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        static RELEASE: Semaphore = Semaphore::const_new(0);
-        let app = Router::new().route(
-            "/slow",
-            axum::routing::get(|| async {
-                ENTERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = RELEASE.acquire().await;
-                "done"
-            }),
-        );
+        let (app, entered, release) = slow_app();
         let (addr, conns, cancel, tracker) = start(app, 5, 5, 2).await;
         let get = |path: &'static str| async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
@@ -430,18 +456,10 @@ mod tests {
             out
         };
         let slow: Vec<_> = (0..2).map(|_| tokio::spawn(get("/slow"))).collect();
-        // both requests are with the handler (so both connections are busy)
-        while ENTERED.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let refused = get("/slow").await;
-        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-        let body = refused.split_once("\r\n\r\n").unwrap().1;
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"], "busy", "{v}");
-        assert!(v["message"].as_str().unwrap().contains("at most 2"), "{v}");
+        until_entered(entered, 2).await;
+        assert_busy(&get("/slow").await, 2);
         assert_eq!(conns.snapshot().refused_busy, 1);
-        RELEASE.add_permits(2);
+        release.add_permits(2);
         for t in slow {
             let answer = t.await.unwrap();
             assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -501,16 +519,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn all_busy_at_the_cap_over_tls_is_a_clear_json_503() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        static ENTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        static RELEASE: Semaphore = Semaphore::const_new(0);
-        let app = Router::new().route(
-            "/slow",
-            axum::routing::get(|| async {
-                ENTERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = RELEASE.acquire().await;
-                "done"
-            }),
-        );
+        let (app, entered, release) = slow_app();
         let dir = tempfile::tempdir().unwrap();
         let (acceptor, connector) = test_tls(dir.path());
         let (addr, conns, cancel, tracker) = start_with(app, 5, 5, 2, Some(acceptor)).await;
@@ -528,16 +537,10 @@ mod tests {
             }
         };
         let slow: Vec<_> = (0..2).map(|_| tokio::spawn(get.clone()("/slow"))).collect();
-        while ENTERED.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let refused = get("/slow").await;
-        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-        let body = refused.split_once("\r\n\r\n").unwrap().1;
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"], "busy", "{v}");
+        until_entered(entered, 2).await;
+        assert_busy(&get("/slow").await, 2);
         assert_eq!(conns.snapshot().refused_busy, 1);
-        RELEASE.add_permits(2);
+        release.add_permits(2);
         for t in slow {
             let answer = t.await.unwrap();
             assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
