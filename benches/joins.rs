@@ -6,8 +6,10 @@
 //! python3; run as root, a missing tool is installed with apt-get; the seed stack's venv is built once by
 //! `benches/seed-stack/venv.sh` (pip, pinned) and cached). Knobs (env):
 //! `JOINS_SECS` (wrk duration per row, default 10), `JOINS_REPS` (runs of the key rows, default
-//! 3), `JOINS_PEER` (0: skip the seed stack), `AIRCLASS_DAEMON_UNDER_TEST` (another
-//! `airclass-node` binary, e.g. an older build).
+//! 3), `JOINS_PEER` (0: skip the seed stack), `JOINS_WRK_ARGS` (wrk's threads and connections,
+//! default `-t2 -c16`), `JOINS_DELAY_MS` (a pause per request in each wrk connection: a load
+//! below saturation), `AIRCLASS_DAEMON_UNDER_TEST` (another `airclass-node` binary, e.g. an
+//! older build).
 //!
 //! Rows: "static" — nginx answering a constant 200 (a FLOOR PEER, never shipped): what wrk
 //! measures on this machine for about the fastest HTTP server there is, load generator and
@@ -312,15 +314,12 @@ end
     p
 }
 
-/// The Lua of the floor row: `GET /healthz` (a constant answer: HTTP, wrk and the scheduler
-/// alone, no join work), so the join rows can be read against it.
-fn floor_script(dir: &Path) -> PathBuf {
-    let p = dir.join("healthz.lua");
-    std::fs::write(
-        &p,
-        "request = function() return wrk.format(\"GET\", \"/healthz\") end\n",
-    )
-    .unwrap();
+/// The Lua of a floor row: `GET path` (a constant answer: HTTP, wrk and the scheduler alone,
+/// no join work), so the join rows can be read against it.
+fn get_script(dir: &Path, name: &str, path: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.lua"));
+    let lua = format!("request = function() return wrk.format(\"GET\", \"{path}\") end\n");
+    std::fs::write(&p, lua).unwrap();
     p
 }
 
@@ -436,18 +435,41 @@ async fn ours(redis: &Redis) -> (support::node::NodeDir, Daemon) {
     (dir, d)
 }
 
-/// The seed stack under uvicorn on a reserved port, its RSS once idle.
-struct Seed {
+/// A peer server of the bench (the seed stack, nginx) on a reserved port, killed on drop.
+struct Peer {
     child: Child,
     url: String,
     _ports: PortBlock,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Seed {
+impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    /// `child`, once it listens on 127.0.0.1:`port` (of `ports`), within `limit`.
+    async fn listening(
+        what: &str,
+        child: Child,
+        (ports, port): (PortBlock, u16),
+        dir: tempfile::TempDir,
+        limit: Duration,
+    ) -> Peer {
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < limit, "{what} did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Peer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _ports: ports,
+            _dir: dir,
+        }
     }
 }
 
@@ -461,7 +483,8 @@ fn seed_python() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-async fn seed(python: &str) -> Seed {
+/// The seed stack under uvicorn, one worker.
+async fn seed(python: &str) -> Peer {
     let ports = PortBlock::reserve();
     let port = ports.port(2);
     let dir = tempfile::tempdir().unwrap();
@@ -489,21 +512,8 @@ async fn seed(python: &str) -> Seed {
         .stdin(Stdio::null())
         .spawn()
         .expect("uvicorn starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the seed stack did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Seed {
-        child,
-        url,
-        _ports: ports,
-        _dir: dir,
-    }
+    let limit = Duration::from_secs(30);
+    Peer::listening("the seed stack", child, (ports, port), dir, limit).await
 }
 
 /// One sample answer of each stack, its token verified with livekit-api's verifier.
@@ -531,21 +541,7 @@ async fn sample(stack: &str, base: &str) {
 
 /// nginx answering a constant `200` (a FLOOR PEER, never shipped; one process, no master):
 /// what this machine's wrk setup measures for about the fastest HTTP server there is.
-struct Nginx {
-    child: Child,
-    url: String,
-    _ports: PortBlock,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx() -> Nginx {
+async fn nginx() -> Peer {
     let ports = PortBlock::reserve();
     let port = ports.port(0);
     let dir = tempfile::tempdir().unwrap();
@@ -564,31 +560,13 @@ fn nginx() -> Nginx {
         .stdin(Stdio::null())
         .spawn()
         .expect("nginx starts (apt-get install -y nginx-core)");
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "nginx did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _ports: ports,
-        _dir: dir,
-    }
+    Peer::listening("nginx", child, (ports, port), dir, Duration::from_secs(10)).await
 }
 
 /// The floor peer's row: `GET /` on nginx under the same wrk.
-fn bench_floor(plan: &Plan, rows: &mut Vec<Row>) {
-    let n = nginx();
-    let script = plan.dir.path().join("nginx.lua");
-    std::fs::write(
-        &script,
-        "request = function() return wrk.format(\"GET\", \"/\") end\n",
-    )
-    .unwrap();
+async fn bench_floor(plan: &Plan, rows: &mut Vec<Row>) {
+    let n = nginx().await;
+    let script = get_script(plan.dir.path(), "nginx", "/");
     let t = Target {
         stack: "nginx",
         nodes: 0,
@@ -633,7 +611,7 @@ async fn bench_ours(plan: &Plan, nodes: usize, rows: &mut Vec<Row>) -> u64 {
     rows.push(measure(
         &t,
         "healthz",
-        &floor_script(plan.dir.path()),
+        &get_script(plan.dir.path(), "healthz", "/healthz"),
         plan.secs,
     ));
     for _ in 0..plan.reps {
@@ -720,7 +698,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut rss = Vec::new();
     rt.block_on(async {
-        bench_floor(&plan, &mut rows);
+        bench_floor(&plan, &mut rows).await;
         for nodes in [3usize, 1000] {
             let kib = bench_ours(&plan, nodes, &mut rows).await;
             rss.push((format!("ours ({nodes} nodes run)"), kib));

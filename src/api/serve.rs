@@ -470,8 +470,6 @@ mod tests {
         tracker.wait().await;
     }
 
-    /// A keep-alive connection that goes idle after its answer, and one that never sends a
-    /// byte, are both closed after `header_timeout` and counted.
     /// A self-signed certificate for 127.0.0.1 (openssl) and a client that trusts only it.
     fn test_tls(dir: &std::path::Path) -> (TlsAcceptor, tokio_rustls::TlsConnector) {
         use rustls::pki_types::pem::PemObject;
@@ -550,6 +548,8 @@ mod tests {
         tracker.wait().await;
     }
 
+    /// A keep-alive connection that goes idle after its answer, and one that never sends a
+    /// byte, are both closed after `header_timeout` and counted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_and_silent_connections_are_closed_after_the_header_timeout() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
